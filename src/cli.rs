@@ -1,0 +1,59 @@
+//! Command-line flags (clap). Only definitions: `options` resolves them.
+
+use std::path::PathBuf;
+
+use clap::{ArgAction, Parser};
+
+const EXAMPLES: &str = "\
+Examples:
+  runner -c /etc/runner.cfg /etc/runner.d      run the chain forever
+  runner -c runner.cfg -n 1 example-tasks.d    run it once
+  runner -c runner.cfg -n 3 -H tasks.d         three iterations, then the halt task
+  runner -c runner.cfg                         TASKDIR from [runner] task_dir
+  runner -c runner.cfg -g hg.remote            print one config value (for tasks)
+
+Exit status: 0 done, 1 gave up after max_tries, 2 a task asked to halt,
+3 a task asked to stop, 64 usage error, 75 chain locked, 78 configuration
+error, 128+N stopped by signal N.";
+
+/// Run the executables in a directory one after another; retry, halt or
+/// stop according to their exit codes.
+#[derive(Parser, Debug)]
+#[command(name = "runner", version, about, after_help = EXAMPLES)]
+pub struct Cli {
+    /// Task directory (default: [runner] task_dir)
+    #[arg(value_name = "TASKDIR")]
+    pub taskdir: Option<PathBuf>,
+
+    /// INI configuration file
+    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Print one configuration value and exit (SECTION.KEY)
+    #[arg(short = 'g', long = "get", value_name = "SECTION.KEY")]
+    pub get: Option<String>,
+
+    /// Iterations of the whole chain (0 or absent: forever, or [runner] times)
+    #[arg(short = 'n', long = "times", value_name = "N")]
+    pub times: Option<u64>,
+
+    /// Run the halt task after the last of N successful iterations
+    #[arg(short = 'H', long = "halt-after")]
+    pub halt_after: bool,
+
+    /// More messages (debug level)
+    #[arg(short = 'v', long = "verbose", action = ArgAction::SetTrue, conflicts_with = "quiet")]
+    pub verbose: bool,
+
+    /// Fewer messages (warnings and errors only)
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+
+    /// Also send runner's own messages to the local syslog
+    #[arg(long = "syslog")]
+    pub syslog: bool,
+
+    /// Pass task output through untouched, without the [name] prefix
+    #[arg(long = "raw-output")]
+    pub raw_output: bool,
+}

@@ -1,0 +1,547 @@
+//! INI → validated, typed settings with per-task overrides.
+//!
+//! [`load_ini`] reads the config file and its `include_dir` (that is all
+//! `-g` needs). [`Config::from_ini`] turns the `[runner]` and `[env]`
+//! sections into typed settings, collecting every problem as a
+//! [`Diags`] line (`file:line: message`) instead of stopping at the first.
+//! [`Config::task_config`] resolves one task's effective limits from its
+//! section, `[runner]` and the built-in defaults, remembering where each value
+//! came from.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::ini::{Entry, Ini, Loc, Section};
+
+/// Largest number of seconds accepted anywhere (about 136 years): keeps
+/// every duration and timestamp computation far from overflow.
+pub const MAX_SECS: f64 = u32::MAX as f64;
+
+/// A validated, finite, non-negative number of seconds.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Secs(pub f64);
+
+impl Secs {
+    pub fn duration(self) -> Duration {
+        Duration::from_secs_f64(self.0)
+    }
+    pub fn is_whole(self) -> bool {
+        self.0.fract() == 0.0
+    }
+    /// `None` for 0, which means "no limit" for `max_time`.
+    pub fn limit(self) -> Option<Duration> {
+        (self.0 > 0.0).then(|| self.duration())
+    }
+}
+
+/// Where an effective value came from.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Origin {
+    Default,
+    Config { section: String, loc: Loc },
+}
+
+#[derive(Clone, Debug)]
+pub struct Val<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+impl<T> Val<T> {
+    fn default(value: T) -> Val<T> {
+        Val {
+            value,
+            origin: Origin::Default,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RetryFrom {
+    Failed,
+    Start,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RunMode {
+    Always,
+    Once,
+    OncePerBoot,
+}
+
+impl RunMode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RunMode::Always => "always",
+            RunMode::Once => "once",
+            RunMode::OncePerBoot => "once-per-boot",
+        }
+    }
+}
+
+/// The settings a task section may override, with their origins.
+#[derive(Clone, Debug)]
+pub struct Limits {
+    pub max_time: Val<Secs>,
+    pub max_tries: Val<u32>,
+    pub sleep_time: Val<Secs>,
+    pub retry_jitter: Val<Secs>,
+    pub interpreter: Val<Option<Vec<String>>>,
+    pub kill_grace: Val<Secs>,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_time: Val::default(Secs(600.0)),
+            max_tries: Val::default(5),
+            sleep_time: Val::default(Secs(1.0)),
+            retry_jitter: Val::default(Secs(30.0)),
+            interpreter: Val::default(None),
+            kill_grace: Val::default(Secs(10.0)),
+        }
+    }
+}
+
+/// `[runner]` keys that a task section may override.
+pub const TASK_KEYS: &[&str] = &[
+    "max_time",
+    "max_tries",
+    "sleep_time",
+    "retry_jitter",
+    "interpreter",
+    "kill_grace",
+];
+
+/// Every key `[runner]` understands.
+pub const RUNNER_KEYS: &[&str] = &[
+    "sleep_time",
+    "retry_jitter",
+    "max_tries",
+    "max_time",
+    "halt_task",
+    "task_hook",
+    "pre_task_hook",
+    "post_task_hook",
+    "interpreter",
+    "include_dir",
+    "task_dir",
+    "times",
+    "retry_from",
+    "kill_grace",
+    "max_sleep_time",
+    "state_dir",
+    "keep_logs",
+];
+
+/// Hook commands, already split into words.
+#[derive(Clone, Debug, Default)]
+pub struct Hooks {
+    pub task: Option<Vec<String>>,
+    pub pre: Option<Vec<String>>,
+    pub post: Option<Vec<String>>,
+}
+
+/// Typed `[runner]` settings.
+#[derive(Clone, Debug)]
+pub struct Runner {
+    pub limits: Limits,
+    pub halt_task: String,
+    pub hooks: Hooks,
+    pub task_dir: Option<PathBuf>,
+    pub times: Option<u64>,
+    pub retry_from: RetryFrom,
+    pub max_sleep_time: Option<Secs>,
+    pub state_dir: Option<PathBuf>,
+    pub keep_logs: u32,
+}
+
+impl Default for Runner {
+    fn default() -> Runner {
+        Runner {
+            limits: Limits::default(),
+            halt_task: "halt.sh".to_string(),
+            hooks: Hooks::default(),
+            task_dir: None,
+            times: None,
+            retry_from: RetryFrom::Failed,
+            max_sleep_time: None,
+            state_dir: None,
+            keep_logs: 20,
+        }
+    }
+}
+
+/// Problems found while validating, each one line.
+#[derive(Debug, Default)]
+pub struct Diags {
+    pub errors: Vec<String>,
+    pub warnings: Vec<String>,
+}
+
+impl Diags {
+    pub fn into_result(self) -> Result<Vec<String>> {
+        if self.errors.is_empty() {
+            Ok(self.warnings)
+        } else {
+            Err(Error::Config(self.errors))
+        }
+    }
+}
+
+/// One task's resolved configuration.
+#[derive(Clone, Debug)]
+pub struct TaskConfig {
+    pub limits: Limits,
+    pub depends_on: Vec<String>,
+    pub depends_loc: Option<String>,
+    pub run: Val<RunMode>,
+}
+
+/// The whole validated configuration.
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    pub ini: Ini,
+    /// Absolute path of the main config file, if one was given.
+    pub path: Option<PathBuf>,
+    pub runner: Runner,
+    /// `[env]`, in file order.
+    pub env: Vec<(String, String)>,
+}
+
+/// Reads the config file and the files of its `include_dir`.
+/// No path means built-in defaults (an empty INI).
+pub fn load_ini(path: Option<&Path>) -> Result<Ini> {
+    let mut ini = Ini::default();
+    let Some(path) = path else { return Ok(ini) };
+    ini.merge_file(path).map_err(Error::config)?;
+    if let Some(entry) = ini.get("runner", "include_dir").cloned() {
+        let dir = relative_to_file(path, &entry.value);
+        let names = crate::tasks::list_dir(&dir).map_err(|e| {
+            Error::config(format!(
+                "{}: include_dir '{}': cannot read {}: {e}",
+                ini.at(entry.loc),
+                entry.value,
+                dir.display()
+            ))
+        })?;
+        for name in names {
+            let file = dir.join(&name);
+            if file.is_file() {
+                ini.merge_file(&file).map_err(Error::config)?;
+            }
+        }
+    }
+    Ok(ini)
+}
+
+/// A path from a config value: relative ones resolve against the directory
+/// of the file that holds the main config.
+pub fn relative_to_file(config: &Path, value: &str) -> PathBuf {
+    let v = Path::new(value);
+    if v.is_absolute() {
+        return v.to_path_buf();
+    }
+    config.parent().unwrap_or(Path::new(".")).join(v)
+}
+
+impl Config {
+    /// Validates `[runner]` and `[env]`. Bad values are reported and replaced
+    /// by their defaults, so that every problem shows at once.
+    pub fn from_ini(ini: Ini, path: Option<PathBuf>, diags: &mut Diags) -> Config {
+        let mut runner = Runner::default();
+        if let Some(section) = ini.section("runner") {
+            for e in &section.entries {
+                if !RUNNER_KEYS.contains(&e.key.as_str()) {
+                    diags.warnings.push(format!(
+                        "{}: unknown key '{}' in [runner]; did you mean '{}'?",
+                        ini.at(e.loc),
+                        e.key,
+                        nearest(&e.key, RUNNER_KEYS)
+                    ));
+                }
+            }
+        }
+        let mut v = Validator {
+            ini: &ini,
+            section: "runner",
+            diags,
+            own_only: false,
+        };
+        v.limits(&mut runner.limits, true);
+        if let Some(e) = v.entry("halt_task") {
+            if e.value.trim().is_empty() {
+                v.bad(e, "expected a file name in the task directory");
+            } else {
+                runner.halt_task = e.value.trim().to_string();
+            }
+        }
+        runner.hooks.task = v.command("task_hook").flatten();
+        runner.hooks.pre = v.command("pre_task_hook").flatten();
+        runner.hooks.post = v.command("post_task_hook").flatten();
+        if let (Some(p), Some(e)) = (&path, v.entry("task_dir")) {
+            runner.task_dir = Some(relative_to_file(p, e.value.trim()));
+        }
+        if let (Some(p), Some(e)) = (&path, v.entry("state_dir")) {
+            runner.state_dir = Some(relative_to_file(p, e.value.trim()));
+        }
+        if let Some(n) = v.number("times", 0, u64::MAX) {
+            runner.times = (n > 0).then_some(n);
+        }
+        if let Some(e) = v.entry("retry_from") {
+            match e.value.trim() {
+                "failed" => runner.retry_from = RetryFrom::Failed,
+                "start" => runner.retry_from = RetryFrom::Start,
+                _ => v.bad(e, "expected 'failed' or 'start'"),
+            }
+        }
+        runner.max_sleep_time = v.secs("max_sleep_time").map(|s| s.value);
+        if let Some(n) = v.number("keep_logs", 0, u32::MAX as u64) {
+            runner.keep_logs = n as u32;
+        }
+        let env = ini
+            .section("env")
+            .map(|s| {
+                s.entries
+                    .iter()
+                    .map(|e| (e.key.clone(), e.value.clone()))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Config {
+            ini,
+            path,
+            runner,
+            env,
+        }
+    }
+
+    /// The effective configuration of one task, given the sections that name
+    /// it (most specific first: file name, task name, the reference's
+    /// mangled name).
+    pub fn task_config(&self, sections: &[&Section], diags: &mut Diags) -> TaskConfig {
+        let mut limits = self.runner.limits.clone();
+        let mut depends_on = Vec::new();
+        let mut depends_loc = None;
+        let mut run = Val::default(RunMode::Always);
+        // Least specific first, so the most specific section wins.
+        for section in sections.iter().rev() {
+            let mut v = Validator {
+                ini: &self.ini,
+                section: &section.name,
+                diags,
+                own_only: true,
+            };
+            v.limits(&mut limits, false);
+            if let Some(e) = v.entry("depends_on") {
+                depends_on = e
+                    .value
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect();
+                depends_loc = Some(self.ini.at(e.loc));
+            }
+            if let Some(e) = v.entry("run") {
+                let mode = match e.value.trim() {
+                    "always" => Some(RunMode::Always),
+                    "once" => Some(RunMode::Once),
+                    "once-per-boot" => Some(RunMode::OncePerBoot),
+                    _ => None,
+                };
+                match mode {
+                    Some(m) => run = v.val(e, m),
+                    None => v.bad(e, "expected 'always', 'once' or 'once-per-boot'"),
+                }
+            }
+        }
+        TaskConfig {
+            limits,
+            depends_on,
+            depends_loc,
+            run,
+        }
+    }
+}
+
+/// Reads typed values out of one section, reporting bad ones.
+struct Validator<'a> {
+    ini: &'a Ini,
+    section: &'a str,
+    diags: &'a mut Diags,
+    /// Task sections take only their own keys, not `[DEFAULT]`'s, so that a
+    /// `[DEFAULT]` fallback never overrides `[runner]`.
+    own_only: bool,
+}
+
+impl<'a> Validator<'a> {
+    fn entry(&self, key: &str) -> Option<&'a Entry> {
+        if self.own_only {
+            self.ini.section(self.section)?.get(key)
+        } else {
+            self.ini.get(self.section, key)
+        }
+    }
+
+    fn bad(&mut self, e: &Entry, expected: &str) {
+        self.diags.errors.push(format!(
+            "{}: bad value for '{}' in [{}]: '{}' ({expected})",
+            self.ini.at(e.loc),
+            e.key,
+            self.section,
+            e.value
+        ));
+    }
+
+    fn val<T>(&self, e: &Entry, value: T) -> Val<T> {
+        Val {
+            value,
+            origin: Origin::Config {
+                section: self.section.to_string(),
+                loc: e.loc,
+            },
+        }
+    }
+
+    fn secs(&mut self, key: &str) -> Option<Val<Secs>> {
+        let e = self.entry(key)?;
+        match parse_secs(&e.value) {
+            Some(s) => Some(self.val(e, s)),
+            None => {
+                self.bad(e, "expected a number of seconds, e.g. 10 or 0.5");
+                None
+            }
+        }
+    }
+
+    fn number(&mut self, key: &str, min: u64, max: u64) -> Option<u64> {
+        let e = self.entry(key)?;
+        match e.value.trim().parse::<u64>() {
+            Ok(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.bad(e, &format!("expected a whole number from {min} to {max}"));
+                None
+            }
+        }
+    }
+
+    /// A command split into words like a shell would; `Some(None)` when the
+    /// key is set but empty.
+    fn command(&mut self, key: &str) -> Option<Option<Vec<String>>> {
+        let e = self.entry(key)?;
+        match shell_words::split(&e.value) {
+            Ok(words) if words.is_empty() => Some(None),
+            Ok(words) => Some(Some(words)),
+            Err(err) => {
+                self.bad(e, &format!("cannot split into words: {err}"));
+                None
+            }
+        }
+    }
+
+    fn limits(&mut self, limits: &mut Limits, global: bool) {
+        if let Some(s) = self.secs("max_time") {
+            limits.max_time = s;
+        }
+        if let Some(s) = self.secs("sleep_time") {
+            limits.sleep_time = s;
+        }
+        if let Some(s) = self.secs("retry_jitter") {
+            limits.retry_jitter = s;
+        }
+        if let Some(s) = self.secs("kill_grace") {
+            limits.kill_grace = s;
+        }
+        if let Some(e) = self.entry("max_tries") {
+            match e.value.trim().parse::<u32>() {
+                Ok(n) if n >= 1 => limits.max_tries = self.val(e, n),
+                _ => self.bad(
+                    e,
+                    &format!("expected a whole number from 1 to {}", u32::MAX),
+                ),
+            }
+        }
+        if let Some(e) = self.entry("interpreter") {
+            match self.command("interpreter") {
+                Some(Some(words)) => limits.interpreter = self.val(e, Some(words)),
+                Some(None) => {
+                    let what = if global {
+                        "remove the key to run tasks directly"
+                    } else {
+                        "remove the key"
+                    };
+                    self.bad(e, &format!("empty interpreter; {what}"));
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+/// Seconds as written in the config: a finite, non-negative decimal number,
+/// at most [`MAX_SECS`].
+pub fn parse_secs(text: &str) -> Option<Secs> {
+    let t = text.trim();
+    // Only plain decimals: no "inf", "nan", exponents or signs.
+    if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return None;
+    }
+    let n: f64 = t.parse().ok()?;
+    (n.is_finite() && (0.0..=MAX_SECS).contains(&n)).then_some(Secs(n))
+}
+
+/// The known key closest to `key` by edit distance.
+pub fn nearest<'k>(key: &str, known: &[&'k str]) -> &'k str {
+    known
+        .iter()
+        .copied()
+        .min_by_key(|k| edit_distance(key, k))
+        .unwrap_or("")
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let cost = usize::from(ca != *cb);
+            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seconds() {
+        assert_eq!(parse_secs("0.3"), Some(Secs(0.3)));
+        assert_eq!(parse_secs(" 10 "), Some(Secs(10.0)));
+        for bad in [
+            "",
+            "-1",
+            "five",
+            "nan",
+            "inf",
+            "1e3",
+            "1e999",
+            "99999999999999999999",
+            "1..2",
+        ] {
+            assert_eq!(parse_secs(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn nearest_key() {
+        assert_eq!(nearest("max_try", RUNNER_KEYS), "max_tries");
+        assert_eq!(nearest("sleeptime", RUNNER_KEYS), "sleep_time");
+        assert_eq!(nearest("Max_Time", RUNNER_KEYS), "max_time");
+    }
+}

@@ -1,0 +1,76 @@
+//! The one error type of runner and the exit codes it maps to.
+//!
+//! Every way runner can end is a named constant here; `main` turns an
+//! [`Error`] into one line on stderr and its code.
+
+use std::fmt;
+
+/// Exit codes of runner (SPEC §1). Codes 1/2/3 mirror the task protocol so a
+/// runner can itself be a task of another runner.
+pub mod code {
+    /// Every iteration completed; `-g` answered; `--check` found no error.
+    pub const OK: i32 = 0;
+    /// A task kept failing until `max_tries`; the halt task was run.
+    pub const GAVE_UP: i32 = 1;
+    /// A task exited 2; the halt task was run.
+    pub const HALTED: i32 = 2;
+    /// A task exited 3; stopped without the halt task.
+    pub const STOPPED: i32 = 3;
+    /// Bad command line.
+    pub const USAGE: i32 = 64;
+    /// Another runner holds this chain's lock.
+    pub const LOCKED: i32 = 75;
+    /// Unreadable or malformed configuration, bad value, missing TASKDIR,
+    /// dependency cycle, insecure permissions.
+    pub const CONFIG: i32 = 78;
+    /// Stopped by signal N exits `SIGNAL_BASE + N`.
+    pub const SIGNAL_BASE: i32 = 128;
+}
+
+/// Everything that makes runner stop before or outside the task protocol.
+#[derive(Debug)]
+pub enum Error {
+    /// Configuration problems, each already formatted as one line
+    /// (`file:line: message`).
+    Config(Vec<String>),
+    /// Bad command line.
+    Usage(String),
+    /// The chain lock is held by someone else.
+    Locked(String),
+    /// Anything else that went wrong in runner itself (I/O on its own files).
+    Other(anyhow::Error),
+}
+
+impl Error {
+    pub fn config(msg: impl Into<String>) -> Error {
+        Error::Config(vec![msg.into()])
+    }
+
+    /// The exit code this error ends runner with.
+    pub fn code(&self) -> i32 {
+        match self {
+            Error::Config(_) => code::CONFIG,
+            Error::Usage(_) => code::USAGE,
+            Error::Locked(_) => code::LOCKED,
+            Error::Other(_) => code::GAVE_UP,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Config(lines) => write!(f, "{}", lines.join("\nrunner: error: ")),
+            Error::Usage(m) | Error::Locked(m) => write!(f, "{m}"),
+            Error::Other(e) => write!(f, "{e:#}"),
+        }
+    }
+}
+
+impl From<anyhow::Error> for Error {
+    fn from(e: anyhow::Error) -> Error {
+        Error::Other(e)
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,121 @@
+//! The stats JSON of SPEC §4 and the calls of `task_hook`,
+//! `pre_task_hook` and `post_task_hook`.
+//!
+//! A hook is its configured words plus the JSON as one more argument, run
+//! directly (never through a shell) with the task's environment, stdin
+//! /dev/null and the task's `max_time`. Its exit status and failures are
+//! logged and never change the chain.
+
+use std::ffi::OsString;
+use std::time::SystemTime;
+
+use serde_json::{Map, Value, json};
+
+use crate::config::Hooks;
+use crate::logging;
+use crate::outcome::{Exit, TaskResult};
+use crate::process::{self, Job};
+
+/// RFC 3339 UTC timestamp with milliseconds.
+pub fn timestamp(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// What identifies one try of one task.
+pub struct Attempt<'a> {
+    pub task: &'a str,
+    pub name: &'a str,
+    pub try_num: u32,
+    pub max_tries: u32,
+    pub iteration: u64,
+    pub run_id: &'a str,
+    pub attempt_key: &'a str,
+    pub started_at: SystemTime,
+}
+
+/// The stats object before the task runs (`result` = `RUNNING`); the
+/// reference's keys come first.
+pub fn before(a: &Attempt) -> Map<String, Value> {
+    let v = json!({
+        "task": a.task,
+        "try_num": a.try_num,
+        "max_retries": a.max_tries,
+        "result": "RUNNING",
+        "name": a.name,
+        "iteration": a.iteration,
+        "run_id": a.run_id,
+        "attempt_key": a.attempt_key,
+        "started_at": timestamp(a.started_at),
+    });
+    match v {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// The stats object after the task: `before` plus how it ended.
+pub fn after(
+    a: &Attempt,
+    result: TaskResult,
+    exit: &Exit,
+    log_file: Option<&str>,
+) -> Map<String, Value> {
+    let mut m = before(a);
+    m.insert("result".into(), result.as_str().into());
+    m.insert("exit_code".into(), exit.code.into());
+    m.insert("signal".into(), exit.signal.into());
+    m.insert("timed_out".into(), exit.timed_out.into());
+    m.insert(
+        "duration_s".into(),
+        json!((exit.duration.as_secs_f64() * 1000.0).round() / 1000.0),
+    );
+    m.insert(
+        "finished_at".into(),
+        timestamp(a.started_at + exit.duration).into(),
+    );
+    m.insert("log_file".into(), log_file.into());
+    m
+}
+
+/// Whether a hook runs before or after the task.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum When {
+    Before,
+    After,
+}
+
+/// Calls the hooks configured for `when` with `stats`.
+pub fn call(hooks: &Hooks, when: When, stats: &Map<String, Value>, template: &Job) {
+    let (specific, key) = match when {
+        When::Before => (&hooks.pre, "pre_task_hook"),
+        When::After => (&hooks.post, "post_task_hook"),
+    };
+    let json = Value::Object(stats.clone()).to_string();
+    for (words, key) in [(&hooks.task, "task_hook"), (specific, key)] {
+        let Some(words) = words else { continue };
+        let mut argv: Vec<OsString> = words.iter().map(OsString::from).collect();
+        argv.push(OsString::from(&json));
+        let label = format!("{key} {}", template.label);
+        let job = Job {
+            argv,
+            label: &label,
+            what: key,
+            ..*template
+        };
+        let finished = process::run(&job);
+        let exit = &finished.exit;
+        if let Some(reason) = &exit.spawn_error {
+            logging::warn(&format!("{key}: {reason}"));
+        } else if exit.timed_out {
+            logging::warn(&format!("{key}: timed out"));
+        } else if exit.code != Some(0) {
+            let how = match (exit.code, exit.signal) {
+                (Some(c), _) => format!("exited {c}"),
+                (_, Some(s)) => format!("killed by signal {s}"),
+                _ => "failed".into(),
+            };
+            logging::warn(&format!("{key}: {how}"));
+        }
+        finished.kill_leftovers();
+    }
+}

@@ -1,0 +1,293 @@
+//! The INI dialect of Python's RawConfigParser, on top of rust-ini.
+//!
+//! rust-ini does the parsing (configured for raw values: no quotes, no
+//! escapes, indented continuation lines). This module adds what the dialect
+//! needs beyond it: several files merged in order (later wins), repeated
+//! sections merged, `[DEFAULT]` as fallback for every section, keys outside a
+//! section rejected, invalid UTF-8 reported by line, and the file and line of
+//! every key so that a bad value can be named precisely.
+
+use std::path::{Path, PathBuf};
+
+/// Where a key was set: index into [`Ini::files`] and a 1-based line.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Loc {
+    pub file: usize,
+    pub line: usize,
+}
+
+#[derive(Clone, Debug)]
+pub struct Entry {
+    pub key: String,
+    pub value: String,
+    pub loc: Loc,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Section {
+    pub name: String,
+    /// Keys in first-seen order; a later assignment replaces the value.
+    pub entries: Vec<Entry>,
+    /// Where the section header first appeared.
+    pub loc: Option<Loc>,
+}
+
+impl Section {
+    pub fn get(&self, key: &str) -> Option<&Entry> {
+        self.entries.iter().find(|e| e.key == key)
+    }
+
+    fn set(&mut self, entry: Entry) {
+        match self.entries.iter_mut().find(|e| e.key == entry.key) {
+            Some(old) => *old = entry,
+            None => self.entries.push(entry),
+        }
+    }
+}
+
+pub const DEFAULT_SECTION: &str = "DEFAULT";
+
+/// Merged contents of one or more INI files.
+#[derive(Clone, Debug, Default)]
+pub struct Ini {
+    pub files: Vec<PathBuf>,
+    pub sections: Vec<Section>,
+    pub defaults: Section,
+}
+
+impl Ini {
+    /// Reads `path` and merges it over what is already loaded.
+    /// The error is one line naming the file (and line).
+    pub fn merge_file(&mut self, path: &Path) -> Result<(), String> {
+        let bytes =
+            std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        self.merge_bytes(path, &bytes)
+    }
+
+    /// Merges `bytes`, read from `path`, over what is already loaded.
+    pub fn merge_bytes(&mut self, path: &Path, bytes: &[u8]) -> Result<(), String> {
+        let text = std::str::from_utf8(bytes).map_err(|e| {
+            let line = 1 + bytes[..e.valid_up_to()]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            format!("{}:{line}: invalid UTF-8", path.display())
+        })?;
+        let opt = ini::ParseOption {
+            enabled_quote: false,
+            enabled_escape: false,
+            enabled_indented_mutiline_value: true,
+            enabled_preserve_key_leading_whitespace: false,
+        };
+        let parsed = ini::Ini::load_from_str_opt(text, opt)
+            .map_err(|e| format!("{}:{}: {}", path.display(), e.line.max(1), e.msg))?;
+        let lines = LineIndex::new(text);
+        let file = self.files.len();
+        self.files.push(path.to_path_buf());
+        for (name, props) in parsed.iter() {
+            let Some(name) = name else {
+                if let Some((key, _)) = props.iter().next() {
+                    let line = lines.key_line(None, key).unwrap_or(1);
+                    return Err(format!(
+                        "{}:{line}: key '{key}' comes before any [section] header",
+                        path.display()
+                    ));
+                }
+                continue;
+            };
+            let section = self.section_mut(
+                name,
+                Loc {
+                    file,
+                    line: lines.section_line(name).unwrap_or(1),
+                },
+            );
+            for (key, value) in props.iter() {
+                let line = lines.key_line(Some(name), key).unwrap_or(1);
+                section.set(Entry {
+                    key: key.to_string(),
+                    value: value.to_string(),
+                    loc: Loc { file, line },
+                });
+            }
+        }
+        Ok(())
+    }
+
+    fn section_mut(&mut self, name: &str, loc: Loc) -> &mut Section {
+        if name == DEFAULT_SECTION {
+            self.defaults.name = name.to_string();
+            self.defaults.loc.get_or_insert(loc);
+            return &mut self.defaults;
+        }
+        let idx = match self.sections.iter().position(|s| s.name == name) {
+            Some(i) => i,
+            None => {
+                self.sections.push(Section {
+                    name: name.to_string(),
+                    entries: Vec::new(),
+                    loc: Some(loc),
+                });
+                self.sections.len() - 1
+            }
+        };
+        &mut self.sections[idx]
+    }
+
+    pub fn section(&self, name: &str) -> Option<&Section> {
+        if name == DEFAULT_SECTION {
+            return Some(&self.defaults);
+        }
+        self.sections.iter().find(|s| s.name == name)
+    }
+
+    /// RawConfigParser's `get`: the section's own key, else `[DEFAULT]`'s,
+    /// but only when the section exists.
+    pub fn get(&self, section: &str, key: &str) -> Option<&Entry> {
+        let s = self.section(section)?;
+        s.get(key).or_else(|| self.defaults.get(key))
+    }
+
+    /// `file:line` of a location, for messages.
+    pub fn at(&self, loc: Loc) -> String {
+        let file = self
+            .files
+            .get(loc.file)
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        format!("{file}:{}", loc.line)
+    }
+}
+
+/// Line numbers of section headers and keys, following the same line rules
+/// as the configured rust-ini parser (last assignment wins).
+struct LineIndex {
+    sections: Vec<(String, usize)>,
+    keys: Vec<(Option<String>, String, usize)>,
+}
+
+impl LineIndex {
+    fn new(text: &str) -> LineIndex {
+        let mut idx = LineIndex {
+            sections: Vec::new(),
+            keys: Vec::new(),
+        };
+        let mut section: Option<String> = None;
+        let mut in_value = false;
+        for (n, raw) in text.lines().enumerate() {
+            let line_no = n + 1;
+            let trimmed = raw.trim();
+            if trimmed.is_empty() {
+                continue;
+            }
+            let indented = raw.starts_with([' ', '\t']);
+            if indented && in_value {
+                continue;
+            }
+            if trimmed.starts_with(['#', ';']) {
+                in_value = false;
+                continue;
+            }
+            if let Some(rest) = trimmed.strip_prefix('[') {
+                let name = rest.split(']').next().unwrap_or("").trim().to_string();
+                idx.sections.push((name.clone(), line_no));
+                section = Some(name);
+                in_value = false;
+                continue;
+            }
+            if let Some(pos) = trimmed.find(['=', ':']) {
+                let key = trimmed[..pos].trim().to_string();
+                idx.keys.push((section.clone(), key, line_no));
+                in_value = true;
+            }
+        }
+        idx
+    }
+
+    fn section_line(&self, name: &str) -> Option<usize> {
+        self.sections
+            .iter()
+            .find(|(s, _)| s == name)
+            .map(|(_, l)| *l)
+    }
+
+    fn key_line(&self, section: Option<&str>, key: &str) -> Option<usize> {
+        self.keys
+            .iter()
+            .rev()
+            .find(|(s, k, _)| s.as_deref() == section && k == key)
+            .map(|(_, _, l)| *l)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<Ini, String> {
+        let mut ini = Ini::default();
+        ini.merge_bytes(Path::new("t.cfg"), text.as_bytes())?;
+        Ok(ini)
+    }
+
+    fn val<'a>(ini: &'a Ini, s: &str, k: &str) -> Option<&'a str> {
+        ini.get(s, k).map(|e| e.value.as_str())
+    }
+
+    #[test]
+    fn dialect() {
+        let ini = load(
+            "# comment\n; other comment\n[a]\nx = 1\ny: two words \nMixedCase = kept\nurl = http://h/#frag\n\
+             multi = first\n  second\n\tthird\n[b]\nz=3\n[a]\nx = overridden\n",
+        )
+        .unwrap();
+        assert_eq!(val(&ini, "a", "x"), Some("overridden"));
+        assert_eq!(val(&ini, "a", "y"), Some("two words"));
+        assert_eq!(val(&ini, "a", "MixedCase"), Some("kept"));
+        assert_eq!(val(&ini, "a", "mixedcase"), None);
+        assert_eq!(val(&ini, "a", "url"), Some("http://h/#frag"));
+        assert_eq!(val(&ini, "a", "multi"), Some("first\nsecond\nthird"));
+        assert_eq!(val(&ini, "b", "z"), Some("3"));
+        assert_eq!(ini.get("a", "x").unwrap().loc.line, 14);
+        assert_eq!(ini.get("a", "multi").unwrap().loc.line, 8);
+    }
+
+    #[test]
+    fn raw_values_keep_quotes_and_backslashes() {
+        let ini = load("[a]\nq = \"quoted\" 'x'\nb = a\\tb\nv = %(other)s\n").unwrap();
+        assert_eq!(val(&ini, "a", "q"), Some("\"quoted\" 'x'"));
+        assert_eq!(val(&ini, "a", "b"), Some("a\\tb"));
+        assert_eq!(val(&ini, "a", "v"), Some("%(other)s"));
+    }
+
+    #[test]
+    fn defaults_are_fallbacks_for_existing_sections() {
+        let ini = load("[DEFAULT]\nd = 1\n[a]\nx = 2\n[b]\nd = 3\n").unwrap();
+        assert_eq!(val(&ini, "a", "d"), Some("1"));
+        assert_eq!(val(&ini, "b", "d"), Some("3"));
+        assert_eq!(val(&ini, "missing", "d"), None);
+        assert_eq!(val(&ini, "DEFAULT", "d"), Some("1"));
+    }
+
+    #[test]
+    fn later_file_wins() {
+        let mut ini = Ini::default();
+        ini.merge_bytes(Path::new("1.cfg"), b"[a]\nx = 1\ny = 1\n")
+            .unwrap();
+        ini.merge_bytes(Path::new("2.cfg"), b"[a]\nx = 2\n")
+            .unwrap();
+        assert_eq!(val(&ini, "a", "x"), Some("2"));
+        assert_eq!(ini.at(ini.get("a", "x").unwrap().loc), "2.cfg:2");
+        assert_eq!(val(&ini, "a", "y"), Some("1"));
+    }
+
+    #[test]
+    fn errors_name_file_and_line() {
+        let e = Ini::default()
+            .merge_bytes(Path::new("t.cfg"), b"[a]\nx = 1\n\xff\n")
+            .unwrap_err();
+        assert_eq!(e, "t.cfg:3: invalid UTF-8");
+        let e = load("x = 1\n[a]\n").unwrap_err();
+        assert_eq!(e, "t.cfg:1: key 'x' comes before any [section] header");
+    }
+}

@@ -1,0 +1,60 @@
+//! runner: runs the executables of one directory as a chain of tasks and
+//! decides from each exit code whether to go on, retry, halt or stop.
+//!
+//! [`run`] is the whole program: answer `-g`, or resolve the options, start
+//! the signal thread and run the chain.
+
+pub mod chain;
+pub mod cli;
+pub mod config;
+pub mod error;
+pub mod hooks;
+pub mod ini;
+pub mod logging;
+pub mod options;
+pub mod outcome;
+pub mod plan;
+pub mod process;
+pub mod signals;
+pub mod tasks;
+mod unix;
+
+use std::io::Write;
+
+use cli::Cli;
+use error::{Error, Result, code};
+
+/// Runs runner as the command line asks; returns the exit code.
+pub fn run(cli: &Cli) -> Result<i32> {
+    let level = match (cli.quiet, cli.verbose) {
+        (true, _) => logging::Level::Warn,
+        (_, true) => logging::Level::Debug,
+        _ => logging::Level::Info,
+    };
+    logging::init(level, cli.syslog);
+    if let Some(key) = &cli.get {
+        return get(cli, key);
+    }
+    let opts = options::resolve(cli)?;
+    for w in &opts.warnings {
+        logging::warn(w);
+    }
+    signals::install()
+        .map_err(|e| Error::Other(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
+    Ok(chain::run(&opts))
+}
+
+/// `-g SECTION.KEY`: the raw value and a newline; nothing when the section
+/// or key is missing (exit 0 either way, as the reference).
+fn get(cli: &Cli, key: &str) -> Result<i32> {
+    let Some((section, key)) = key.split_once('.') else {
+        return Err(Error::Usage(format!("-g takes SECTION.KEY, got '{key}'")));
+    };
+    let path = cli.config.as_deref().map(options::absolute);
+    let ini = config::load_ini(path.as_deref())?;
+    if let Some(entry) = ini.get(section, key) {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{}", entry.value);
+    }
+    Ok(code::OK)
+}

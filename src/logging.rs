@@ -1,0 +1,83 @@
+//! Runner's own messages: levels (`-v`, `-q`), stderr, and `--syslog`.
+//!
+//! Each message is one line `runner: [level: ]text` on stderr. With
+//! `--syslog` it also goes to the local syslog socket (`/dev/log`, or the
+//! path in `RUNNER_SYSLOG_SOCKET`) as facility daemon. Write errors are
+//! ignored: a closed stderr must never stop a chain.
+
+use std::io::Write;
+use std::os::unix::net::UnixDatagram;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU8, Ordering};
+
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
+pub enum Level {
+    Error = 0,
+    Warn = 1,
+    Info = 2,
+    Debug = 3,
+}
+
+static LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
+static SYSLOG: OnceLock<Option<UnixDatagram>> = OnceLock::new();
+
+/// Sets the level and opens the syslog socket when asked for.
+pub fn init(level: Level, syslog: bool) {
+    LEVEL.store(level as u8, Ordering::Relaxed);
+    if syslog {
+        let path = std::env::var_os("RUNNER_SYSLOG_SOCKET").unwrap_or_else(|| "/dev/log".into());
+        let sock = UnixDatagram::unbound().and_then(|s| s.connect(&path).map(|_| s));
+        let opened = match sock {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let _ = SYSLOG.set(None);
+                warn(&format!(
+                    "--syslog: cannot connect to {}: {e}",
+                    std::path::Path::new(&path).display()
+                ));
+                return;
+            }
+        };
+        let _ = SYSLOG.set(opened);
+    }
+}
+
+fn emit(level: Level, text: &str) {
+    if level as u8 > LEVEL.load(Ordering::Relaxed) {
+        return;
+    }
+    let tag = match level {
+        Level::Error => "error: ",
+        Level::Warn => "warning: ",
+        Level::Info => "",
+        Level::Debug => "debug: ",
+    };
+    let _ = writeln!(std::io::stderr().lock(), "runner: {tag}{text}");
+    if let Some(Some(sock)) = SYSLOG.get() {
+        let severity = match level {
+            Level::Error => 3,
+            Level::Warn => 4,
+            Level::Info => 6,
+            Level::Debug => 7,
+        };
+        let msg = format!(
+            "<{}>runner[{}]: {tag}{text}",
+            3 * 8 + severity,
+            std::process::id()
+        );
+        let _ = sock.send(msg.as_bytes());
+    }
+}
+
+pub fn error(text: &str) {
+    emit(Level::Error, text);
+}
+pub fn warn(text: &str) {
+    emit(Level::Warn, text);
+}
+pub fn info(text: &str) {
+    emit(Level::Info, text);
+}
+pub fn debug(text: &str) {
+    emit(Level::Debug, text);
+}

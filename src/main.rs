@@ -1,0 +1,30 @@
+//! Parse the command line, call [`runner::run`], print its error, exit with
+//! its code.
+
+use std::io::Write;
+use std::process::exit;
+
+use clap::Parser;
+use runner::cli::Cli;
+use runner::error::code;
+
+fn main() {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            exit(if e.use_stderr() {
+                code::USAGE
+            } else {
+                code::OK
+            });
+        }
+    };
+    match runner::run(&cli) {
+        Ok(status) => exit(status),
+        Err(e) => {
+            let _ = writeln!(std::io::stderr(), "runner: error: {e}");
+            exit(e.code());
+        }
+    }
+}

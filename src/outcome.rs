@@ -1,0 +1,239 @@
+//! What a task's exit means: exit status → result → decision, and the backoff
+//! before a retry. Pure functions, table-tested; this is the whole task
+//! protocol of SPEC §3 in one place.
+
+use std::time::Duration;
+
+use crate::config::{MAX_SECS, Secs};
+use crate::error::code;
+
+/// How a child process ended, as data. Built by `process`, judged here.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Exit {
+    /// Exit code when it exited normally.
+    pub code: Option<i32>,
+    /// Signal number when a signal ended it.
+    pub signal: Option<i32>,
+    /// Runner stopped it because it passed `max_time`.
+    pub timed_out: bool,
+    /// It could not be started; the reason names the file.
+    pub spawn_error: Option<String>,
+    /// Runner itself was stopped by this signal while the task ran.
+    pub cancelled_by: Option<i32>,
+    pub duration: Duration,
+}
+
+/// A task's result, as the hook JSON spells it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TaskResult {
+    Ok,
+    Retry,
+    Halt,
+    Exit,
+    Cancelled,
+}
+
+impl TaskResult {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskResult::Ok => "OK",
+            TaskResult::Retry => "RETRY",
+            TaskResult::Halt => "HALT",
+            TaskResult::Exit => "EXIT",
+            TaskResult::Cancelled => "CANCELLED",
+        }
+    }
+}
+
+/// What the chain does next.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Next {
+    /// Go on to the next task.
+    Continue,
+    /// Sleep, then try again with the next try number.
+    Retry,
+    /// Run the halt task and exit with `code`.
+    Halt { code: i32 },
+    /// Stop without the halt task and exit with `code`.
+    Stop { code: i32 },
+}
+
+/// The task protocol: how a task ended, on try `try_num` of `max_tries`,
+/// decides its result and what happens next.
+///
+/// | how it ended                         | result    | next                      |
+/// |--------------------------------------|-----------|---------------------------|
+/// | runner got signal N meanwhile        | CANCELLED | stop, exit 128+N          |
+/// | exit 0                               | OK        | next task                 |
+/// | exit 2                               | HALT      | halt task, exit 2         |
+/// | exit 3                               | EXIT      | stop, exit 3              |
+/// | anything else, tries left            | RETRY     | back off, try again       |
+/// | anything else, `try_num >= max_tries`| RETRY     | halt task, exit 1         |
+pub fn judge(exit: &Exit, try_num: u32, max_tries: u32) -> (TaskResult, Next) {
+    if let Some(sig) = exit.cancelled_by {
+        return (
+            TaskResult::Cancelled,
+            Next::Stop {
+                code: code::SIGNAL_BASE + sig,
+            },
+        );
+    }
+    let clean = exit.spawn_error.is_none() && !exit.timed_out;
+    match exit.code.filter(|_| clean) {
+        Some(0) => (TaskResult::Ok, Next::Continue),
+        Some(2) => (TaskResult::Halt, Next::Halt { code: code::HALTED }),
+        Some(3) => (
+            TaskResult::Exit,
+            Next::Stop {
+                code: code::STOPPED,
+            },
+        ),
+        _ if try_num >= max_tries => (
+            TaskResult::Retry,
+            Next::Halt {
+                code: code::GAVE_UP,
+            },
+        ),
+        _ => (TaskResult::Retry, Next::Retry),
+    }
+}
+
+/// The sleep after failed try `try_num`: `1.14^try_num * U`, U uniform in
+/// `[sleep_time, sleep_time + retry_jitter]`, capped by `max_sleep_time`.
+///
+/// `draw` is a uniform sample from `[0, 1)`. When both inputs are whole
+/// seconds, U is a whole number and the result is rounded down to whole
+/// seconds (the reference's formula); otherwise both keep milliseconds.
+pub fn backoff(
+    try_num: u32,
+    sleep_time: Secs,
+    retry_jitter: Secs,
+    cap: Option<Secs>,
+    draw: f64,
+) -> Duration {
+    let factor = 1.14f64.powi(try_num.min(1000) as i32);
+    let secs = if sleep_time.is_whole() && retry_jitter.is_whole() {
+        let u = sleep_time.0 + (draw * (retry_jitter.0 + 1.0)).floor().min(retry_jitter.0);
+        (factor * u).floor()
+    } else {
+        let u = sleep_time.0 + (draw * retry_jitter.0 * 1000.0).round() / 1000.0;
+        (factor * u * 1000.0).round() / 1000.0
+    };
+    let capped = match cap {
+        Some(c) => secs.min(c.0),
+        None => secs,
+    };
+    Duration::from_secs_f64(capped.clamp(0.0, MAX_SECS))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exited(code: i32) -> Exit {
+        Exit {
+            code: Some(code),
+            ..Exit::default()
+        }
+    }
+
+    #[test]
+    fn protocol_table() {
+        use Next::*;
+        use TaskResult as R;
+        let signalled = Exit {
+            signal: Some(9),
+            ..Exit::default()
+        };
+        let timed_out = Exit {
+            signal: Some(15),
+            timed_out: true,
+            ..Exit::default()
+        };
+        let timed_out_but_0 = Exit {
+            code: Some(0),
+            timed_out: true,
+            ..Exit::default()
+        };
+        let no_start = Exit {
+            spawn_error: Some("t: No such file".into()),
+            ..Exit::default()
+        };
+        let cancelled = Exit {
+            code: Some(0),
+            cancelled_by: Some(15),
+            ..Exit::default()
+        };
+        let table: &[(&Exit, u32, u32, TaskResult, Next)] = &[
+            (&exited(0), 1, 5, R::Ok, Continue),
+            (&exited(0), 5, 5, R::Ok, Continue),
+            (&exited(2), 1, 5, R::Halt, Halt { code: 2 }),
+            (&exited(3), 1, 5, R::Exit, Stop { code: 3 }),
+            (&exited(1), 1, 5, R::Retry, Retry),
+            (&exited(1), 4, 5, R::Retry, Retry),
+            (&exited(1), 5, 5, R::Retry, Halt { code: 1 }),
+            (&exited(1), 7, 5, R::Retry, Halt { code: 1 }),
+            (&exited(4), 1, 1, R::Retry, Halt { code: 1 }),
+            (&exited(255), 1, 5, R::Retry, Retry),
+            (&signalled, 1, 5, R::Retry, Retry),
+            (&timed_out, 1, 5, R::Retry, Retry),
+            (&timed_out_but_0, 1, 5, R::Retry, Retry),
+            (&no_start, 1, 5, R::Retry, Retry),
+            (&no_start, 2, 2, R::Retry, Halt { code: 1 }),
+            (&cancelled, 1, 5, R::Cancelled, Stop { code: 143 }),
+        ];
+        for (exit, try_num, max, result, next) in table {
+            assert_eq!(
+                judge(exit, *try_num, *max),
+                (*result, *next),
+                "{exit:?} try {try_num}/{max}"
+            );
+        }
+    }
+
+    #[test]
+    fn backoff_whole_seconds_is_the_reference_formula() {
+        let s = |x| Secs(x);
+        // U = 1 (draw 0): 1.14 * 1 = 1.14 → 1
+        assert_eq!(
+            backoff(1, s(1.0), s(30.0), None, 0.0),
+            Duration::from_secs(1)
+        );
+        // U = 31 (draw just below 1): 1.14^2 * 31 = 40.28 → 40
+        assert_eq!(
+            backoff(2, s(1.0), s(30.0), None, 0.999_999),
+            Duration::from_secs(40)
+        );
+        // never below sleep_time
+        for t in 1..20 {
+            assert!(backoff(t, s(3.0), s(0.0), None, 0.5) >= Duration::from_secs(3));
+        }
+        assert_eq!(backoff(1, s(0.0), s(0.0), None, 0.7), Duration::ZERO);
+    }
+
+    #[test]
+    fn backoff_fractional_keeps_milliseconds() {
+        let s = |x| Secs(x);
+        assert_eq!(
+            backoff(1, s(0.5), s(0.0), None, 0.3),
+            Duration::from_millis(570)
+        );
+        assert_eq!(
+            backoff(1, s(0.5), s(0.25), None, 1.0),
+            Duration::from_millis(855)
+        );
+    }
+
+    #[test]
+    fn backoff_cap() {
+        let s = |x| Secs(x);
+        assert_eq!(
+            backoff(30, s(10.0), s(0.0), Some(s(2.5)), 0.0),
+            Duration::from_millis(2500)
+        );
+        assert_eq!(
+            backoff(u32::MAX, s(MAX_SECS), s(MAX_SECS), None, 0.99),
+            Duration::from_secs_f64(MAX_SECS)
+        );
+    }
+}
