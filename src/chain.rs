@@ -206,8 +206,16 @@ pub fn run_halt(opts: &Options, run_id: &str, iteration: u64) {
     logging::info(&format!("halting: running {}", halt.display()));
     let limits = &opts.config.runner.limits;
     let mut env = opts.env.clone();
-    env.push(("RUNNER_RUN_ID".into(), run_id.into()));
-    env.push(("RUNNER_ITERATION".into(), iteration.to_string().into()));
+    let file = halt.file_name().unwrap_or_default().to_os_string();
+    env.extend([
+        (
+            "RUNNER_TASK_NAME".into(),
+            crate::tasks::task_name(&file.to_string_lossy()).into(),
+        ),
+        ("RUNNER_TASK".into(), file),
+        ("RUNNER_RUN_ID".into(), run_id.into()),
+        ("RUNNER_ITERATION".into(), iteration.to_string().into()),
+    ]);
     let what = halt.display().to_string();
     let job = Job {
         argv: command(limits.interpreter.value.as_deref(), halt.as_os_str()),

@@ -11,7 +11,7 @@ use crate::cli::Cli;
 use crate::config::{self, Config, Diags, TaskConfig};
 use crate::error::{Error, Result};
 use crate::plan;
-use crate::tasks::{self, Lookup, NameIndex, SkipReason, Task};
+use crate::tasks::{self, Lookup, NameIndex, SkipReason, Skipped, Task};
 
 /// A task of the chain with its effective configuration.
 #[derive(Clone, Debug)]
@@ -27,7 +27,7 @@ pub struct Options {
     pub task_dir: PathBuf,
     /// Tasks in run order.
     pub tasks: Vec<Planned>,
-    pub skipped: Vec<(OsString, SkipReason)>,
+    pub skipped: Vec<Skipped>,
     pub halt_task: PathBuf,
     /// Iterations; `None` is forever.
     pub times: Option<u64>,

@@ -51,6 +51,9 @@ impl SkipReason {
     }
 }
 
+/// A directory entry left out of the chain, and why.
+pub type Skipped = (OsString, SkipReason);
+
 /// One task of the chain.
 #[derive(Clone, Debug)]
 pub struct Task {
@@ -91,7 +94,7 @@ pub fn list_dir(dir: &Path) -> io::Result<Vec<OsString>> {
 pub fn discover(
     dir: &Path,
     halt_task: &str,
-) -> io::Result<(Vec<Task>, Vec<(OsString, SkipReason)>)> {
+) -> io::Result<(Vec<Task>, Vec<Skipped>)> {
     let mut all: Vec<OsString> = std::fs::read_dir(dir)?
         .map(|e| e.map(|e| e.file_name()))
         .collect::<io::Result<_>>()?;

@@ -1,0 +1,234 @@
+//! A builder for one runner invocation on a fresh temporary directory:
+//! `Test::new().config(..).task(..).args(..).status(2)`.
+//!
+//! Every test gets `tasks.d/` and a `runner.cfg` that starts with
+//! `sleep_time = 0` and `retry_jitter = 0`, and the environment variable
+//! `TRACE` naming a file that tasks append to with `trace` (see [`TRACE`]).
+
+#![allow(dead_code)]
+
+use std::ffi::OsString;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+use std::time::Duration;
+
+use assert_cmd::Command;
+
+/// Shell line that records the task's file name and try in `$TRACE`.
+pub const TRACE: &str = r#"echo "$RUNNER_TASK" >> "$TRACE""#;
+
+pub struct Test {
+    pub tmp: tempfile::TempDir,
+    pub config: String,
+    args: Vec<OsString>,
+    raw_args: Option<Vec<OsString>>,
+    envs: Vec<(OsString, OsString)>,
+}
+
+impl Test {
+    pub fn new() -> Test {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        std::fs::create_dir(tmp.path().join("tasks.d")).expect("tasks.d");
+        Test {
+            tmp,
+            config: "[runner]\nsleep_time = 0\nretry_jitter = 0\n".into(),
+            args: Vec::new(),
+            raw_args: None,
+            envs: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.tmp.path()
+    }
+
+    pub fn tasks_dir(&self) -> PathBuf {
+        self.tmp.path().join("tasks.d")
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.tmp.path().join("runner.cfg")
+    }
+
+    /// Appends INI text to the config (sections may repeat: they merge).
+    pub fn config(mut self, text: &str) -> Test {
+        self.config.push('\n');
+        self.config.push_str(text);
+        self
+    }
+
+    /// Replaces the whole config.
+    pub fn config_exact(mut self, text: &str) -> Test {
+        self.config = text.into();
+        self
+    }
+
+    /// An executable `/bin/sh` task in `tasks.d`.
+    pub fn task(self, file: &str, body: &str) -> Test {
+        self.file_mode(
+            &format!("tasks.d/{file}"),
+            &format!("#!/bin/sh\n{body}\n"),
+            0o755,
+        )
+    }
+
+    /// A task that records itself in the trace and exits with `code`.
+    pub fn traced(self, file: &str, code: i32) -> Test {
+        self.task(file, &format!("{TRACE}\nexit {code}"))
+    }
+
+    /// A file relative to the temporary directory.
+    pub fn file_mode(self, rel: &str, content: &str, mode: u32) -> Test {
+        let p = self.tmp.path().join(rel);
+        if let Some(dir) = p.parent() {
+            std::fs::create_dir_all(dir).expect("mkdir");
+        }
+        std::fs::write(&p, content).expect("write");
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(mode)).expect("chmod");
+        self
+    }
+
+    /// Extra arguments, placed after `-c runner.cfg -n 1` and before TASKDIR.
+    pub fn args<I, S>(mut self, args: I) -> Test
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.args.extend(args.into_iter().map(Into::into));
+        self
+    }
+
+    /// The whole argument list, instead of the defaults.
+    pub fn raw_args<I, S>(mut self, args: I) -> Test
+    where
+        I: IntoIterator<Item = S>,
+        S: Into<OsString>,
+    {
+        self.raw_args = Some(args.into_iter().map(Into::into).collect());
+        self
+    }
+
+    pub fn env(mut self, k: &str, v: impl Into<OsString>) -> Test {
+        self.envs.push((k.into(), v.into()));
+        self
+    }
+
+    pub fn command(&self) -> Command {
+        std::fs::write(self.config_path(), &self.config).expect("write config");
+        let mut cmd = Command::cargo_bin("runner").expect("binary");
+        cmd.current_dir(self.tmp.path());
+        cmd.env("TRACE", self.tmp.path().join("trace"));
+        cmd.env_remove("XDG_STATE_HOME");
+        cmd.timeout(Duration::from_secs(60));
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
+        match &self.raw_args {
+            Some(a) => {
+                cmd.args(a);
+            }
+            None => {
+                cmd.arg("-c")
+                    .arg(self.config_path())
+                    .args(["-n", "1"])
+                    .args(&self.args)
+                    .arg(self.tasks_dir());
+            }
+        }
+        cmd
+    }
+
+    /// Runs runner and returns what it did.
+    pub fn run(self) -> Ran {
+        let output = self.command().output().expect("run runner");
+        Ran { output, test: self }
+    }
+
+    /// Runs runner and asserts its exit code.
+    pub fn status(self, code: i32) -> Ran {
+        let ran = self.run();
+        assert_eq!(ran.code(), code, "exit code\n{}", ran.describe());
+        ran
+    }
+}
+
+pub struct Ran {
+    pub output: Output,
+    pub test: Test,
+}
+
+impl Ran {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    pub fn describe(&self) -> String {
+        format!("--- stdout\n{}--- stderr\n{}", self.stdout(), self.stderr())
+    }
+    /// Lines the tasks appended to `$TRACE`.
+    pub fn trace(&self) -> Vec<String> {
+        std::fs::read_to_string(self.test.path().join("trace"))
+            .unwrap_or_default()
+            .lines()
+            .map(String::from)
+            .collect()
+    }
+    pub fn read(&self, rel: &str) -> String {
+        std::fs::read_to_string(self.test.path().join(rel)).unwrap_or_default()
+    }
+    pub fn stdout_has(&self, s: &str) -> &Ran {
+        assert!(
+            self.stdout().contains(s),
+            "stdout lacks {s:?}\n{}",
+            self.describe()
+        );
+        self
+    }
+    pub fn stderr_has(&self, s: &str) -> &Ran {
+        assert!(
+            self.stderr().contains(s),
+            "stderr lacks {s:?}\n{}",
+            self.describe()
+        );
+        self
+    }
+    pub fn stderr_lacks(&self, s: &str) -> &Ran {
+        assert!(
+            !self.stderr().contains(s),
+            "stderr has {s:?}\n{}",
+            self.describe()
+        );
+        self
+    }
+}
+
+/// Whether a process with this pid is alive (and not a zombie).
+pub fn alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => !stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+        Err(_) => false,
+    }
+}
+
+/// Waits up to `secs` for `f` to become true.
+pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
+    let end = std::time::Instant::now() + Duration::from_secs(secs);
+    while std::time::Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    f()
+}

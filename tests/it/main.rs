@@ -1,0 +1,15 @@
+//! Integration tests: the real `runner` binary on temporary task
+//! directories. One binary; a file per behaviour; `harness` builds the
+//! scenarios.
+
+mod harness;
+
+mod cli;
+mod config;
+mod demo;
+mod discovery;
+mod env;
+mod hooks;
+mod order;
+mod protocol;
+mod timeout;
