@@ -91,10 +91,7 @@ pub fn list_dir(dir: &Path) -> io::Result<Vec<OsString>> {
 /// Reads TASKDIR. Returns the candidate tasks in file-name order and the
 /// entries left out, with why. Filtering non-executable files needs the
 /// per-task interpreter, so it happens later (see [`Task::executable`]).
-pub fn discover(
-    dir: &Path,
-    halt_task: &str,
-) -> io::Result<(Vec<Task>, Vec<Skipped>)> {
+pub fn discover(dir: &Path, halt_task: &str) -> io::Result<(Vec<Task>, Vec<Skipped>)> {
     let mut all: Vec<OsString> = std::fs::read_dir(dir)?
         .map(|e| e.map(|e| e.file_name()))
         .collect::<io::Result<_>>()?;
