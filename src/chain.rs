@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 
 use crate::config::RetryFrom;
 use crate::error::code;
+use crate::events::{Events, fields};
 use crate::hooks::{self, Attempt, When};
 use crate::logging;
 use crate::options::{Options, Planned};
@@ -20,20 +21,28 @@ use crate::process::{self, Job};
 use crate::signals;
 
 /// Runs the chain as configured and returns runner's exit code.
-pub fn run(opts: &Options) -> i32 {
+pub fn run(opts: &Options, events: &Events) -> i32 {
     if opts.tasks.is_empty() {
-        logging::info(&format!(
-            "{}: no tasks; nothing to do",
-            opts.task_dir.display()
-        ));
+        logging::info(&format!("{}: no tasks; nothing to do", opts.task_dir.display()));
         return code::OK;
     }
     let run_id = new_run_id();
-    logging::debug(&format!(
-        "run {run_id}: {} tasks in {}",
-        opts.tasks.len(),
-        opts.task_dir.display()
-    ));
+    logging::debug(&format!("run {run_id}: {} tasks in {}", opts.tasks.len(), opts.task_dir.display()));
+    events.emit(
+        "run_start",
+        fields([
+            ("run_id", run_id.as_str().into()),
+            ("task_dir", opts.task_dir.to_string_lossy().into()),
+            ("tasks", opts.tasks.len().into()),
+            ("times", opts.times.into()),
+        ]),
+    );
+    let code = run_iterations(opts, events, &run_id);
+    events.emit("run_end", fields([("run_id", run_id.as_str().into()), ("exit_code", code.into())]));
+    code
+}
+
+fn run_iterations(opts: &Options, events: &Events, run_id: &str) -> i32 {
     let mut iteration: u64 = 0;
     loop {
         iteration += 1;
@@ -41,20 +50,20 @@ pub fn run(opts: &Options) -> i32 {
             break;
         }
         logging::info(&format!("iteration {iteration}"));
-        if let Some(code) = run_iteration(opts, &run_id, iteration) {
+        if let Some(code) = run_iteration(opts, events, run_id, iteration) {
             return code;
         }
     }
     if opts.halt_after {
         logging::info("all iterations done; running the halt task (-H)");
-        run_halt(opts, &run_id, iteration - 1);
+        run_halt(opts, events, run_id, iteration - 1, "halt-after");
     }
     code::OK
 }
 
 /// One pass over the chain. `None` when every task ended OK; otherwise the
 /// exit code runner ends with.
-fn run_iteration(opts: &Options, run_id: &str, iteration: u64) -> Option<i32> {
+fn run_iteration(opts: &Options, events: &Events, run_id: &str, iteration: u64) -> Option<i32> {
     let mut try_num: u32 = 1;
     let mut successes = vec![0u64; opts.tasks.len()];
     let mut i = 0;
@@ -87,19 +96,12 @@ fn run_iteration(opts: &Options, run_id: &str, iteration: u64) -> Option<i32> {
             raw_output: opts.raw_output,
         };
         let hooks = &opts.config.runner.hooks;
-        hooks::call(hooks, When::Before, &hooks::before(&attempt), &job);
-        logging::debug(&format!(
-            "{}: starting (try {try_num} of {})",
-            p.task.file_str, limits.max_tries.value
-        ));
+        let before = hooks::before(&attempt);
+        events.emit("task_start", before.clone());
+        hooks::call(hooks, When::Before, &before, &job);
+        logging::debug(&format!("{}: starting (try {try_num} of {})", p.task.file_str, limits.max_tries.value));
         let (exit, finished) = match signals::cancelled() {
-            Some(sig) => (
-                Exit {
-                    cancelled_by: Some(sig),
-                    ..Exit::default()
-                },
-                None,
-            ),
+            Some(sig) => (Exit { cancelled_by: Some(sig), ..Exit::default() }, None),
             None => {
                 let f = process::run(&job);
                 (f.exit.clone(), Some(f))
@@ -119,12 +121,9 @@ fn run_iteration(opts: &Options, run_id: &str, iteration: u64) -> Option<i32> {
         }
         drop(finished);
         report(p, result, &exit, try_num);
-        hooks::call(
-            hooks,
-            When::After,
-            &hooks::after(&attempt, result, &exit, None),
-            &job,
-        );
+        let after = hooks::after(&attempt, result, &exit, None);
+        hooks::call(hooks, When::After, &after, &job);
+        events.emit("task_end", after);
         match next {
             Next::Continue => {
                 successes[i] += 1;
@@ -138,11 +137,15 @@ fn run_iteration(opts: &Options, run_id: &str, iteration: u64) -> Option<i32> {
                     opts.config.runner.max_sleep_time,
                     rand::random::<f64>(),
                 );
-                logging::info(&format!(
-                    "sleeping {:.3} s before try {}",
-                    delay.as_secs_f64(),
-                    try_num + 1
-                ));
+                logging::info(&format!("sleeping {:.3} s before try {}", delay.as_secs_f64(), try_num + 1));
+                events.emit(
+                    "sleep",
+                    fields([
+                        ("seconds", hooks::millis(delay).into()),
+                        ("next_try", (try_num + 1).into()),
+                        ("task", p.task.file_str.as_str().into()),
+                    ]),
+                );
                 if let Some(sig) = signals::sleep(delay) {
                     return Some(code::SIGNAL_BASE + sig);
                 }
@@ -153,12 +156,10 @@ fn run_iteration(opts: &Options, run_id: &str, iteration: u64) -> Option<i32> {
             }
             Next::Halt { code } => {
                 if code == code::GAVE_UP {
-                    logging::error(&format!(
-                        "{}: failed {try_num} tries; giving up",
-                        p.task.file_str
-                    ));
+                    logging::error(&format!("{}: failed {try_num} tries; giving up", p.task.file_str));
                 }
-                run_halt(opts, run_id, iteration);
+                let reason = if code == code::GAVE_UP { "max_tries" } else { "halt" };
+                run_halt(opts, events, run_id, iteration, reason);
                 return Some(code);
             }
             Next::Stop { code } => return Some(code),
@@ -180,11 +181,7 @@ fn report(p: &Planned, result: TaskResult, exit: &Exit, try_num: u32) {
             _ => format!("after {secs:.3} s"),
         }
     };
-    let line = format!(
-        "{}: {} ({how}, try {try_num})",
-        p.task.file_str,
-        result.as_str()
-    );
+    let line = format!("{}: {} ({how}, try {try_num})", p.task.file_str, result.as_str());
     match result {
         TaskResult::Ok => logging::debug(&line),
         TaskResult::Halt | TaskResult::Exit | TaskResult::Cancelled => logging::info(&line),
@@ -194,13 +191,13 @@ fn report(p: &Planned, result: TaskResult, exit: &Exit, try_num: u32) {
 
 /// Runs the halt task with the global interpreter, `max_time` and
 /// `kill_grace`. Its exit status never changes runner's.
-pub fn run_halt(opts: &Options, run_id: &str, iteration: u64) {
+pub fn run_halt(opts: &Options, events: &Events, run_id: &str, iteration: u64, reason: &str) {
     let halt = &opts.halt_task;
+    let what = halt.display().to_string();
+    events.emit("halt_start", fields([("task", what.as_str().into()), ("reason", reason.into())]));
     if !halt.exists() {
-        logging::error(&format!(
-            "{}: halt task does not exist; cannot halt",
-            halt.display()
-        ));
+        logging::error(&format!("{what}: halt task does not exist; cannot halt"));
+        events.emit("halt_end", fields([("task", what.as_str().into()), ("error", "does not exist".into())]));
         return;
     }
     logging::info(&format!("halting: running {}", halt.display()));
@@ -208,15 +205,11 @@ pub fn run_halt(opts: &Options, run_id: &str, iteration: u64) {
     let mut env = opts.env.clone();
     let file = halt.file_name().unwrap_or_default().to_os_string();
     env.extend([
-        (
-            "RUNNER_TASK_NAME".into(),
-            crate::tasks::task_name(&file.to_string_lossy()).into(),
-        ),
+        ("RUNNER_TASK_NAME".into(), crate::tasks::task_name(&file.to_string_lossy()).into()),
         ("RUNNER_TASK".into(), file),
         ("RUNNER_RUN_ID".into(), run_id.into()),
         ("RUNNER_ITERATION".into(), iteration.to_string().into()),
     ]);
-    let what = halt.display().to_string();
     let job = Job {
         argv: command(limits.interpreter.value.as_deref(), halt.as_os_str()),
         env: &env,
@@ -231,21 +224,23 @@ pub fn run_halt(opts: &Options, run_id: &str, iteration: u64) {
     if let Some(reason) = &exit.spawn_error {
         logging::error(&format!("halt task: {reason}"));
     } else if exit.code != Some(0) {
-        logging::warn(&format!(
-            "halt task ended with {:?} (signal {:?})",
-            exit.code, exit.signal
-        ));
+        logging::warn(&format!("halt task ended with {:?} (signal {:?})", exit.code, exit.signal));
     }
     finished.kill_leftovers();
+    events.emit(
+        "halt_end",
+        fields([
+            ("task", what.as_str().into()),
+            ("exit_code", exit.code.into()),
+            ("signal", exit.signal.into()),
+            ("duration_s", hooks::millis(exit.duration).into()),
+        ]),
+    );
 }
 
 /// `interpreter` words plus the path, or the path alone.
 fn command(interpreter: Option<&[String]>, path: &std::ffi::OsStr) -> Vec<OsString> {
-    let mut argv: Vec<OsString> = interpreter
-        .unwrap_or_default()
-        .iter()
-        .map(OsString::from)
-        .collect();
+    let mut argv: Vec<OsString> = interpreter.unwrap_or_default().iter().map(OsString::from).collect();
     argv.push(path.to_os_string());
     argv
 }
@@ -289,14 +284,7 @@ pub fn attempt_key(run_id: &str, iteration: u64, file: &std::ffi::OsStr, success
     h.update(successes.to_le_bytes());
     let d = h.finalize();
     let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
-    format!(
-        "{}-{}-{}-{}-{}",
-        &hex[0..8],
-        &hex[8..12],
-        &hex[12..16],
-        &hex[16..20],
-        &hex[20..32]
-    )
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 
 #[cfg(test)]

@@ -53,6 +53,11 @@ pub struct Cli {
     #[arg(long = "syslog")]
     pub syslog: bool,
 
+    /// Write one JSON object per line for every run, task, sleep and halt
+    /// event to FILE (appended; - for stdout)
+    #[arg(long = "events", value_name = "FILE")]
+    pub events: Option<PathBuf>,
+
     /// Pass task output through untouched, without the [name] prefix
     #[arg(long = "raw-output")]
     pub raw_output: bool,

@@ -50,10 +50,7 @@ pub struct Val<T> {
 
 impl<T> Val<T> {
     fn default(value: T) -> Val<T> {
-        Val {
-            value,
-            origin: Origin::Default,
-        }
+        Val { value, origin: Origin::Default }
     }
 }
 
@@ -105,14 +102,7 @@ impl Default for Limits {
 }
 
 /// `[runner]` keys that a task section may override.
-pub const TASK_KEYS: &[&str] = &[
-    "max_time",
-    "max_tries",
-    "sleep_time",
-    "retry_jitter",
-    "interpreter",
-    "kill_grace",
-];
+pub const TASK_KEYS: &[&str] = &["max_time", "max_tries", "sleep_time", "retry_jitter", "interpreter", "kill_grace"];
 
 /// Every key `[runner]` understands.
 pub const RUNNER_KEYS: &[&str] = &[
@@ -182,11 +172,7 @@ pub struct Diags {
 
 impl Diags {
     pub fn into_result(self) -> Result<Vec<String>> {
-        if self.errors.is_empty() {
-            Ok(self.warnings)
-        } else {
-            Err(Error::Config(self.errors))
-        }
+        if self.errors.is_empty() { Ok(self.warnings) } else { Err(Error::Config(self.errors)) }
     }
 }
 
@@ -263,12 +249,7 @@ impl Config {
                 }
             }
         }
-        let mut v = Validator {
-            ini: &ini,
-            section: "runner",
-            diags,
-            own_only: false,
-        };
+        let mut v = Validator { ini: &ini, section: "runner", diags, own_only: false };
         v.limits(&mut runner.limits, true);
         if let Some(e) = v.entry("halt_task") {
             if e.value.trim().is_empty() {
@@ -302,19 +283,9 @@ impl Config {
         }
         let env = ini
             .section("env")
-            .map(|s| {
-                s.entries
-                    .iter()
-                    .map(|e| (e.key.clone(), e.value.clone()))
-                    .collect()
-            })
+            .map(|s| s.entries.iter().map(|e| (e.key.clone(), e.value.clone())).collect())
             .unwrap_or_default();
-        Config {
-            ini,
-            path,
-            runner,
-            env,
-        }
+        Config { ini, path, runner, env }
     }
 
     /// The effective configuration of one task, given the sections that name
@@ -327,21 +298,10 @@ impl Config {
         let mut run = Val::default(RunMode::Always);
         // Least specific first, so the most specific section wins.
         for section in sections.iter().rev() {
-            let mut v = Validator {
-                ini: &self.ini,
-                section: &section.name,
-                diags,
-                own_only: true,
-            };
+            let mut v = Validator { ini: &self.ini, section: &section.name, diags, own_only: true };
             v.limits(&mut limits, false);
             if let Some(e) = v.entry("depends_on") {
-                depends_on = e
-                    .value
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(String::from)
-                    .collect();
+                depends_on = e.value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
                 depends_loc = Some(self.ini.at(e.loc));
             }
             if let Some(e) = v.entry("run") {
@@ -357,12 +317,7 @@ impl Config {
                 }
             }
         }
-        TaskConfig {
-            limits,
-            depends_on,
-            depends_loc,
-            run,
-        }
+        TaskConfig { limits, depends_on, depends_loc, run }
     }
 }
 
@@ -378,11 +333,7 @@ struct Validator<'a> {
 
 impl<'a> Validator<'a> {
     fn entry(&self, key: &str) -> Option<&'a Entry> {
-        if self.own_only {
-            self.ini.section(self.section)?.get(key)
-        } else {
-            self.ini.get(self.section, key)
-        }
+        if self.own_only { self.ini.section(self.section)?.get(key) } else { self.ini.get(self.section, key) }
     }
 
     fn bad(&mut self, e: &Entry, expected: &str) {
@@ -396,13 +347,7 @@ impl<'a> Validator<'a> {
     }
 
     fn val<T>(&self, e: &Entry, value: T) -> Val<T> {
-        Val {
-            value,
-            origin: Origin::Config {
-                section: self.section.to_string(),
-                loc: e.loc,
-            },
-        }
+        Val { value, origin: Origin::Config { section: self.section.to_string(), loc: e.loc } }
     }
 
     fn secs(&mut self, key: &str) -> Option<Val<Secs>> {
@@ -457,21 +402,14 @@ impl<'a> Validator<'a> {
         if let Some(e) = self.entry("max_tries") {
             match e.value.trim().parse::<u32>() {
                 Ok(n) if n >= 1 => limits.max_tries = self.val(e, n),
-                _ => self.bad(
-                    e,
-                    &format!("expected a whole number from 1 to {}", u32::MAX),
-                ),
+                _ => self.bad(e, &format!("expected a whole number from 1 to {}", u32::MAX)),
             }
         }
         if let Some(e) = self.entry("interpreter") {
             match self.command("interpreter") {
                 Some(Some(words)) => limits.interpreter = self.val(e, Some(words)),
                 Some(None) => {
-                    let what = if global {
-                        "remove the key to run tasks directly"
-                    } else {
-                        "remove the key"
-                    };
+                    let what = if global { "remove the key to run tasks directly" } else { "remove the key" };
                     self.bad(e, &format!("empty interpreter; {what}"));
                 }
                 None => {}
@@ -494,11 +432,7 @@ pub fn parse_secs(text: &str) -> Option<Secs> {
 
 /// The known key closest to `key` by edit distance.
 pub fn nearest<'k>(key: &str, known: &[&'k str]) -> &'k str {
-    known
-        .iter()
-        .copied()
-        .min_by_key(|k| edit_distance(key, k))
-        .unwrap_or("")
+    known.iter().copied().min_by_key(|k| edit_distance(key, k)).unwrap_or("")
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -523,17 +457,7 @@ mod tests {
     fn seconds() {
         assert_eq!(parse_secs("0.3"), Some(Secs(0.3)));
         assert_eq!(parse_secs(" 10 "), Some(Secs(10.0)));
-        for bad in [
-            "",
-            "-1",
-            "five",
-            "nan",
-            "inf",
-            "1e3",
-            "1e999",
-            "99999999999999999999",
-            "1..2",
-        ] {
+        for bad in ["", "-1", "five", "nan", "inf", "1e3", "1e999", "99999999999999999999", "1..2"] {
             assert_eq!(parse_secs(bad), None, "{bad}");
         }
     }

@@ -21,6 +21,11 @@ pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// Seconds rounded to milliseconds, for JSON.
+pub fn millis(d: std::time::Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
 /// What identifies one try of one task.
 pub struct Attempt<'a> {
     pub task: &'a str,
@@ -54,25 +59,14 @@ pub fn before(a: &Attempt) -> Map<String, Value> {
 }
 
 /// The stats object after the task: `before` plus how it ended.
-pub fn after(
-    a: &Attempt,
-    result: TaskResult,
-    exit: &Exit,
-    log_file: Option<&str>,
-) -> Map<String, Value> {
+pub fn after(a: &Attempt, result: TaskResult, exit: &Exit, log_file: Option<&str>) -> Map<String, Value> {
     let mut m = before(a);
     m.insert("result".into(), result.as_str().into());
     m.insert("exit_code".into(), exit.code.into());
     m.insert("signal".into(), exit.signal.into());
     m.insert("timed_out".into(), exit.timed_out.into());
-    m.insert(
-        "duration_s".into(),
-        json!((exit.duration.as_secs_f64() * 1000.0).round() / 1000.0),
-    );
-    m.insert(
-        "finished_at".into(),
-        timestamp(a.started_at + exit.duration).into(),
-    );
+    m.insert("duration_s".into(), json!(millis(exit.duration)));
+    m.insert("finished_at".into(), timestamp(a.started_at + exit.duration).into());
     m.insert("log_file".into(), log_file.into());
     m
 }
@@ -96,12 +90,7 @@ pub fn call(hooks: &Hooks, when: When, stats: &Map<String, Value>, template: &Jo
         let mut argv: Vec<OsString> = words.iter().map(OsString::from).collect();
         argv.push(OsString::from(&json));
         let label = format!("{key} {}", template.label);
-        let job = Job {
-            argv,
-            label: &label,
-            what: key,
-            ..*template
-        };
+        let job = Job { argv, label: &label, what: key, ..*template };
         let finished = process::run(&job);
         let exit = &finished.exit;
         if let Some(reason) = &exit.spawn_error {

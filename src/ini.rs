@@ -59,18 +59,14 @@ impl Ini {
     /// Reads `path` and merges it over what is already loaded.
     /// The error is one line naming the file (and line).
     pub fn merge_file(&mut self, path: &Path) -> Result<(), String> {
-        let bytes =
-            std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+        let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
         self.merge_bytes(path, &bytes)
     }
 
     /// Merges `bytes`, read from `path`, over what is already loaded.
     pub fn merge_bytes(&mut self, path: &Path, bytes: &[u8]) -> Result<(), String> {
         let text = std::str::from_utf8(bytes).map_err(|e| {
-            let line = 1 + bytes[..e.valid_up_to()]
-                .iter()
-                .filter(|&&b| b == b'\n')
-                .count();
+            let line = 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
             format!("{}:{line}: invalid UTF-8", path.display())
         })?;
         let opt = ini::ParseOption {
@@ -88,27 +84,14 @@ impl Ini {
             let Some(name) = name else {
                 if let Some((key, _)) = props.iter().next() {
                     let line = lines.key_line(None, key).unwrap_or(1);
-                    return Err(format!(
-                        "{}:{line}: key '{key}' comes before any [section] header",
-                        path.display()
-                    ));
+                    return Err(format!("{}:{line}: key '{key}' comes before any [section] header", path.display()));
                 }
                 continue;
             };
-            let section = self.section_mut(
-                name,
-                Loc {
-                    file,
-                    line: lines.section_line(name).unwrap_or(1),
-                },
-            );
+            let section = self.section_mut(name, Loc { file, line: lines.section_line(name).unwrap_or(1) });
             for (key, value) in props.iter() {
                 let line = lines.key_line(Some(name), key).unwrap_or(1);
-                section.set(Entry {
-                    key: key.to_string(),
-                    value: value.to_string(),
-                    loc: Loc { file, line },
-                });
+                section.set(Entry { key: key.to_string(), value: value.to_string(), loc: Loc { file, line } });
             }
         }
         Ok(())
@@ -123,11 +106,7 @@ impl Ini {
         let idx = match self.sections.iter().position(|s| s.name == name) {
             Some(i) => i,
             None => {
-                self.sections.push(Section {
-                    name: name.to_string(),
-                    entries: Vec::new(),
-                    loc: Some(loc),
-                });
+                self.sections.push(Section { name: name.to_string(), entries: Vec::new(), loc: Some(loc) });
                 self.sections.len() - 1
             }
         };
@@ -150,11 +129,7 @@ impl Ini {
 
     /// `file:line` of a location, for messages.
     pub fn at(&self, loc: Loc) -> String {
-        let file = self
-            .files
-            .get(loc.file)
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
+        let file = self.files.get(loc.file).map(|p| p.display().to_string()).unwrap_or_default();
         format!("{file}:{}", loc.line)
     }
 }
@@ -168,10 +143,7 @@ struct LineIndex {
 
 impl LineIndex {
     fn new(text: &str) -> LineIndex {
-        let mut idx = LineIndex {
-            sections: Vec::new(),
-            keys: Vec::new(),
-        };
+        let mut idx = LineIndex { sections: Vec::new(), keys: Vec::new() };
         let mut section: Option<String> = None;
         let mut in_value = false;
         for (n, raw) in text.lines().enumerate() {
@@ -205,18 +177,11 @@ impl LineIndex {
     }
 
     fn section_line(&self, name: &str) -> Option<usize> {
-        self.sections
-            .iter()
-            .find(|(s, _)| s == name)
-            .map(|(_, l)| *l)
+        self.sections.iter().find(|(s, _)| s == name).map(|(_, l)| *l)
     }
 
     fn key_line(&self, section: Option<&str>, key: &str) -> Option<usize> {
-        self.keys
-            .iter()
-            .rev()
-            .find(|(s, k, _)| s.as_deref() == section && k == key)
-            .map(|(_, _, l)| *l)
+        self.keys.iter().rev().find(|(s, k, _)| s.as_deref() == section && k == key).map(|(_, _, l)| *l)
     }
 }
 
@@ -272,10 +237,8 @@ mod tests {
     #[test]
     fn later_file_wins() {
         let mut ini = Ini::default();
-        ini.merge_bytes(Path::new("1.cfg"), b"[a]\nx = 1\ny = 1\n")
-            .unwrap();
-        ini.merge_bytes(Path::new("2.cfg"), b"[a]\nx = 2\n")
-            .unwrap();
+        ini.merge_bytes(Path::new("1.cfg"), b"[a]\nx = 1\ny = 1\n").unwrap();
+        ini.merge_bytes(Path::new("2.cfg"), b"[a]\nx = 2\n").unwrap();
         assert_eq!(val(&ini, "a", "x"), Some("2"));
         assert_eq!(ini.at(ini.get("a", "x").unwrap().loc), "2.cfg:2");
         assert_eq!(val(&ini, "a", "y"), Some("1"));
@@ -283,9 +246,7 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_line() {
-        let e = Ini::default()
-            .merge_bytes(Path::new("t.cfg"), b"[a]\nx = 1\n\xff\n")
-            .unwrap_err();
+        let e = Ini::default().merge_bytes(Path::new("t.cfg"), b"[a]\nx = 1\n\xff\n").unwrap_err();
         assert_eq!(e, "t.cfg:3: invalid UTF-8");
         let e = load("x = 1\n[a]\n").unwrap_err();
         assert_eq!(e, "t.cfg:1: key 'x' comes before any [section] header");

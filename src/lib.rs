@@ -8,6 +8,7 @@ pub mod chain;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod events;
 pub mod hooks;
 pub mod ini;
 pub mod logging;
@@ -39,9 +40,12 @@ pub fn run(cli: &Cli) -> Result<i32> {
     for w in &opts.warnings {
         logging::warn(w);
     }
-    signals::install()
-        .map_err(|e| Error::Other(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
-    Ok(chain::run(&opts))
+    let events = events::Events::open(cli.events.as_deref()).map_err(|e| {
+        let target = cli.events.as_deref().unwrap_or(std::path::Path::new("-")).display().to_string();
+        Error::Usage(format!("--events {target}: {e}"))
+    })?;
+    signals::install().map_err(|e| Error::Other(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
+    Ok(chain::run(&opts, &events))
 }
 
 /// `-g SECTION.KEY`: the raw value and a newline; nothing when the section

@@ -31,10 +31,7 @@ pub fn init(level: Level, syslog: bool) {
             Ok(s) => Some(s),
             Err(e) => {
                 let _ = SYSLOG.set(None);
-                warn(&format!(
-                    "--syslog: cannot connect to {}: {e}",
-                    std::path::Path::new(&path).display()
-                ));
+                warn(&format!("--syslog: cannot connect to {}: {e}", std::path::Path::new(&path).display()));
                 return;
             }
         };
@@ -60,11 +57,7 @@ fn emit(level: Level, text: &str) {
             Level::Info => 6,
             Level::Debug => 7,
         };
-        let msg = format!(
-            "<{}>runner[{}]: {tag}{text}",
-            3 * 8 + severity,
-            std::process::id()
-        );
+        let msg = format!("<{}>runner[{}]: {tag}{text}", 3 * 8 + severity, std::process::id());
         let _ = sock.send(msg.as_bytes());
     }
 }

@@ -13,11 +13,7 @@ fn main() {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            exit(if e.use_stderr() {
-                code::USAGE
-            } else {
-                code::OK
-            });
+            exit(if e.use_stderr() { code::USAGE } else { code::OK });
         }
     };
     match runner::run(&cli) {

@@ -55,21 +55,14 @@ pub fn resolve(cli: &Cli) -> Result<Options> {
         (Some(d), _) => absolute(d),
         (None, Some(d)) => d.clone(),
         (None, None) => {
-            diags.errors.push(
-                "missing TASKDIR: give it on the command line or as [runner] task_dir".into(),
-            );
+            diags.errors.push("missing TASKDIR: give it on the command line or as [runner] task_dir".into());
             return Err(Error::Config(diags.errors));
         }
     };
     match std::fs::metadata(&task_dir) {
         Ok(m) if m.is_dir() => {}
-        Ok(_) => diags.errors.push(format!(
-            "{}: TASKDIR is not a directory",
-            task_dir.display()
-        )),
-        Err(e) => diags
-            .errors
-            .push(format!("{}: cannot read TASKDIR: {e}", task_dir.display())),
+        Ok(_) => diags.errors.push(format!("{}: TASKDIR is not a directory", task_dir.display())),
+        Err(e) => diags.errors.push(format!("{}: cannot read TASKDIR: {e}", task_dir.display())),
     }
     if !diags.errors.is_empty() {
         return Err(Error::Config(diags.errors));
@@ -85,10 +78,7 @@ pub fn resolve(cli: &Cli) -> Result<Options> {
     for (task, secs) in candidates.into_iter().zip(sections) {
         let tc = config.task_config(&secs, &mut diags);
         if !task.executable && tc.limits.interpreter.value.is_none() {
-            diags.warnings.push(format!(
-                "{}: not executable and no interpreter applies; skipped",
-                task.path.display()
-            ));
+            diags.warnings.push(format!("{}: not executable and no interpreter applies; skipped", task.path.display()));
             skipped.push((task.file, SkipReason::NotExecutable));
             continue;
         }
@@ -101,16 +91,11 @@ pub fn resolve(cli: &Cli) -> Result<Options> {
 
     let halt_task = task_dir.join(&config.runner.halt_task);
     if !halt_task.exists() {
-        diags.warnings.push(format!(
-            "{}: halt task does not exist; halting will fail",
-            halt_task.display()
-        ));
+        diags.warnings.push(format!("{}: halt task does not exist; halting will fail", halt_task.display()));
     }
     let times = cli.times.or(config.runner.times).filter(|&n| n > 0);
     if cli.halt_after && times.is_none() {
-        diags
-            .warnings
-            .push("-H/--halt-after has no effect without -n or [runner] times".into());
+        diags.warnings.push("-H/--halt-after has no effect without -n or [runner] times".into());
     }
     let env = environment(&config, &mut diags);
     let warnings = diags.into_result()?;
@@ -140,10 +125,7 @@ fn order_tasks(planned: &[Planned], diags: &mut Diags) -> Vec<usize> {
         for word in &p.config.depends_on {
             match index.lookup(word) {
                 Lookup::One(j) if j == i => {
-                    diags.warnings.push(format!(
-                        "{at}: {} depends on itself; ignored",
-                        p.task.file_str
-                    ));
+                    diags.warnings.push(format!("{at}: {} depends on itself; ignored", p.task.file_str));
                 }
                 Lookup::One(j) => deps[i].push(j),
                 Lookup::Shared(ids) => {
@@ -156,10 +138,7 @@ fn order_tasks(planned: &[Planned], diags: &mut Diags) -> Vec<usize> {
                 }
                 Lookup::None => {
                     ok = false;
-                    diags.errors.push(format!(
-                        "{at}: {} depends on '{word}', which is not a task",
-                        p.task.file_str
-                    ));
+                    diags.errors.push(format!("{at}: {} depends on '{word}', which is not a task", p.task.file_str));
                 }
             }
         }
@@ -175,13 +154,8 @@ fn order_tasks(planned: &[Planned], diags: &mut Diags) -> Vec<usize> {
             if let Some(first) = names.first() {
                 shown.push_str(&format!(" -> {first}"));
             }
-            let at = cycle
-                .first()
-                .and_then(|&i| planned[i].config.depends_loc.clone())
-                .unwrap_or_default();
-            diags
-                .errors
-                .push(format!("{at}: dependency cycle: {shown}"));
+            let at = cycle.first().and_then(|&i| planned[i].config.depends_loc.clone()).unwrap_or_default();
+            diags.errors.push(format!("{at}: dependency cycle: {shown}"));
             (0..planned.len()).collect()
         }
     }
@@ -189,11 +163,8 @@ fn order_tasks(planned: &[Planned], diags: &mut Diags) -> Vec<usize> {
 
 /// `[env]` plus `RUNNER_CONFIG_CMD`.
 fn environment(config: &Config, diags: &mut Diags) -> Vec<(OsString, OsString)> {
-    let mut env: Vec<(OsString, OsString)> = config
-        .env
-        .iter()
-        .map(|(k, v)| (OsString::from(k), OsString::from(v)))
-        .collect();
+    let mut env: Vec<(OsString, OsString)> =
+        config.env.iter().map(|(k, v)| (OsString::from(k), OsString::from(v))).collect();
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("runner"));
     let has_space = |p: &Path| p.as_os_str().as_bytes().iter().any(u8::is_ascii_whitespace);
     let spaced = has_space(&exe) || config.path.as_deref().is_some_and(has_space);

@@ -71,29 +71,14 @@ pub enum Next {
 /// | anything else, `try_num >= max_tries`| RETRY     | halt task, exit 1         |
 pub fn judge(exit: &Exit, try_num: u32, max_tries: u32) -> (TaskResult, Next) {
     if let Some(sig) = exit.cancelled_by {
-        return (
-            TaskResult::Cancelled,
-            Next::Stop {
-                code: code::SIGNAL_BASE + sig,
-            },
-        );
+        return (TaskResult::Cancelled, Next::Stop { code: code::SIGNAL_BASE + sig });
     }
     let clean = exit.spawn_error.is_none() && !exit.timed_out;
     match exit.code.filter(|_| clean) {
         Some(0) => (TaskResult::Ok, Next::Continue),
         Some(2) => (TaskResult::Halt, Next::Halt { code: code::HALTED }),
-        Some(3) => (
-            TaskResult::Exit,
-            Next::Stop {
-                code: code::STOPPED,
-            },
-        ),
-        _ if try_num >= max_tries => (
-            TaskResult::Retry,
-            Next::Halt {
-                code: code::GAVE_UP,
-            },
-        ),
+        Some(3) => (TaskResult::Exit, Next::Stop { code: code::STOPPED }),
+        _ if try_num >= max_tries => (TaskResult::Retry, Next::Halt { code: code::GAVE_UP }),
         _ => (TaskResult::Retry, Next::Retry),
     }
 }
@@ -104,13 +89,7 @@ pub fn judge(exit: &Exit, try_num: u32, max_tries: u32) -> (TaskResult, Next) {
 /// `draw` is a uniform sample from `[0, 1)`. When both inputs are whole
 /// seconds, U is a whole number and the result is rounded down to whole
 /// seconds (the reference's formula); otherwise both keep milliseconds.
-pub fn backoff(
-    try_num: u32,
-    sleep_time: Secs,
-    retry_jitter: Secs,
-    cap: Option<Secs>,
-    draw: f64,
-) -> Duration {
+pub fn backoff(try_num: u32, sleep_time: Secs, retry_jitter: Secs, cap: Option<Secs>, draw: f64) -> Duration {
     let factor = 1.14f64.powi(try_num.min(1000) as i32);
     let secs = if sleep_time.is_whole() && retry_jitter.is_whole() {
         let u = sleep_time.0 + (draw * (retry_jitter.0 + 1.0)).floor().min(retry_jitter.0);
@@ -131,39 +110,18 @@ mod tests {
     use super::*;
 
     fn exited(code: i32) -> Exit {
-        Exit {
-            code: Some(code),
-            ..Exit::default()
-        }
+        Exit { code: Some(code), ..Exit::default() }
     }
 
     #[test]
     fn protocol_table() {
         use Next::*;
         use TaskResult as R;
-        let signalled = Exit {
-            signal: Some(9),
-            ..Exit::default()
-        };
-        let timed_out = Exit {
-            signal: Some(15),
-            timed_out: true,
-            ..Exit::default()
-        };
-        let timed_out_but_0 = Exit {
-            code: Some(0),
-            timed_out: true,
-            ..Exit::default()
-        };
-        let no_start = Exit {
-            spawn_error: Some("t: No such file".into()),
-            ..Exit::default()
-        };
-        let cancelled = Exit {
-            code: Some(0),
-            cancelled_by: Some(15),
-            ..Exit::default()
-        };
+        let signalled = Exit { signal: Some(9), ..Exit::default() };
+        let timed_out = Exit { signal: Some(15), timed_out: true, ..Exit::default() };
+        let timed_out_but_0 = Exit { code: Some(0), timed_out: true, ..Exit::default() };
+        let no_start = Exit { spawn_error: Some("t: No such file".into()), ..Exit::default() };
+        let cancelled = Exit { code: Some(0), cancelled_by: Some(15), ..Exit::default() };
         let table: &[(&Exit, u32, u32, TaskResult, Next)] = &[
             (&exited(0), 1, 5, R::Ok, Continue),
             (&exited(0), 5, 5, R::Ok, Continue),
@@ -183,11 +141,7 @@ mod tests {
             (&cancelled, 1, 5, R::Cancelled, Stop { code: 143 }),
         ];
         for (exit, try_num, max, result, next) in table {
-            assert_eq!(
-                judge(exit, *try_num, *max),
-                (*result, *next),
-                "{exit:?} try {try_num}/{max}"
-            );
+            assert_eq!(judge(exit, *try_num, *max), (*result, *next), "{exit:?} try {try_num}/{max}");
         }
     }
 
@@ -195,15 +149,9 @@ mod tests {
     fn backoff_whole_seconds_is_the_reference_formula() {
         let s = |x| Secs(x);
         // U = 1 (draw 0): 1.14 * 1 = 1.14 → 1
-        assert_eq!(
-            backoff(1, s(1.0), s(30.0), None, 0.0),
-            Duration::from_secs(1)
-        );
+        assert_eq!(backoff(1, s(1.0), s(30.0), None, 0.0), Duration::from_secs(1));
         // U = 31 (draw just below 1): 1.14^2 * 31 = 40.28 → 40
-        assert_eq!(
-            backoff(2, s(1.0), s(30.0), None, 0.999_999),
-            Duration::from_secs(40)
-        );
+        assert_eq!(backoff(2, s(1.0), s(30.0), None, 0.999_999), Duration::from_secs(40));
         // never below sleep_time
         for t in 1..20 {
             assert!(backoff(t, s(3.0), s(0.0), None, 0.5) >= Duration::from_secs(3));
@@ -214,26 +162,14 @@ mod tests {
     #[test]
     fn backoff_fractional_keeps_milliseconds() {
         let s = |x| Secs(x);
-        assert_eq!(
-            backoff(1, s(0.5), s(0.0), None, 0.3),
-            Duration::from_millis(570)
-        );
-        assert_eq!(
-            backoff(1, s(0.5), s(0.25), None, 1.0),
-            Duration::from_millis(855)
-        );
+        assert_eq!(backoff(1, s(0.5), s(0.0), None, 0.3), Duration::from_millis(570));
+        assert_eq!(backoff(1, s(0.5), s(0.25), None, 1.0), Duration::from_millis(855));
     }
 
     #[test]
     fn backoff_cap() {
         let s = |x| Secs(x);
-        assert_eq!(
-            backoff(30, s(10.0), s(0.0), Some(s(2.5)), 0.0),
-            Duration::from_millis(2500)
-        );
-        assert_eq!(
-            backoff(u32::MAX, s(MAX_SECS), s(MAX_SECS), None, 0.99),
-            Duration::from_secs_f64(MAX_SECS)
-        );
+        assert_eq!(backoff(30, s(10.0), s(0.0), Some(s(2.5)), 0.0), Duration::from_millis(2500));
+        assert_eq!(backoff(u32::MAX, s(MAX_SECS), s(MAX_SECS), None, 0.99), Duration::from_secs_f64(MAX_SECS));
     }
 }

@@ -21,10 +21,7 @@ pub fn order(deps: &[Vec<usize>]) -> Result<Vec<usize>, Vec<usize>> {
             dependents[d].push(i);
         }
     }
-    let mut ready: BinaryHeap<Reverse<usize>> = (0..n)
-        .filter(|&i| waiting_on[i] == 0)
-        .map(Reverse)
-        .collect();
+    let mut ready: BinaryHeap<Reverse<usize>> = (0..n).filter(|&i| waiting_on[i] == 0).map(Reverse).collect();
     let mut out = Vec::with_capacity(n);
     while let Some(Reverse(i)) = ready.pop() {
         out.push(i);
@@ -84,27 +81,16 @@ mod tests {
 
     #[test]
     fn no_dependencies_is_name_order() {
-        assert_eq!(
-            plan(&["z", "0", "y", "9", "a"], &[]).unwrap(),
-            ["0", "9", "a", "y", "z"]
-        );
+        assert_eq!(plan(&["z", "0", "y", "9", "a"], &[]).unwrap(), ["0", "9", "a", "y", "z"]);
     }
 
     #[test]
     fn chain() {
         let got = plan(
             &["final", "bees", "birds", "oranges", "apples"],
-            &[
-                ("oranges", &["apples"]),
-                ("birds", &["oranges"]),
-                ("bees", &["birds"]),
-                ("final", &["bees"]),
-            ],
+            &[("oranges", &["apples"]), ("birds", &["oranges"]), ("bees", &["birds"]), ("final", &["bees"])],
         );
-        assert_eq!(
-            got.unwrap(),
-            ["apples", "oranges", "birds", "bees", "final"]
-        );
+        assert_eq!(got.unwrap(), ["apples", "oranges", "birds", "bees", "final"]);
     }
 
     #[test]
@@ -115,10 +101,7 @@ mod tests {
 
     #[test]
     fn cycle_names_its_tasks() {
-        let got = plan(
-            &["a", "b", "c", "d"],
-            &[("a", &["b"]), ("b", &["c"]), ("c", &["a"]), ("d", &["a"])],
-        );
+        let got = plan(&["a", "b", "c", "d"], &[("a", &["b"]), ("b", &["c"]), ("c", &["a"]), ("d", &["a"])]);
         let mut cycle = got.unwrap_err();
         cycle.sort();
         assert_eq!(cycle, ["a", "b", "c"]);
@@ -127,9 +110,7 @@ mod tests {
     #[test]
     fn ten_thousand_tasks() {
         let n = 10_000;
-        let deps: Vec<Vec<usize>> = (0..n)
-            .map(|i| if i + 1 < n { vec![i + 1] } else { vec![] })
-            .collect();
+        let deps: Vec<Vec<usize>> = (0..n).map(|i| if i + 1 < n { vec![i + 1] } else { vec![] }).collect();
         let got = order(&deps).unwrap();
         assert_eq!(got.first(), Some(&(n - 1)));
         assert_eq!(got.last(), Some(&0));

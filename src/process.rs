@@ -65,6 +65,9 @@ impl Drop for Finished {
 /// [`Exit`] with `spawn_error` set.
 pub fn run(job: &Job) -> Finished {
     let started = Instant::now();
+    // A child started after runner was cancelled (the post hook that reports
+    // CANCELLED) is allowed to run; one started as the signal arrives is not.
+    let cancelled_before = signals::cancelled().is_some();
     let mut cmd = Command::new(&job.argv[0]);
     cmd.args(&job.argv[1..])
         .envs(job.env.iter().map(|(k, v)| (k, v)))
@@ -76,20 +79,12 @@ pub fn run(job: &Job) -> Finished {
         Ok(c) => c,
         Err(e) => {
             let reason = spawn_reason(job, &e);
-            let exit = Exit {
-                spawn_error: Some(reason),
-                duration: started.elapsed(),
-                ..Exit::default()
-            };
-            return Finished {
-                exit,
-                leaked_output: false,
-                group: 0,
-            };
+            let exit = Exit { spawn_error: Some(reason), duration: started.elapsed(), ..Exit::default() };
+            return Finished { exit, leaked_output: false, group: 0 };
         }
     };
     let group = child.id() as i32;
-    if signals::set_group(group, job.kill_grace) {
+    if signals::set_group(group, job.kill_grace) && !cancelled_before {
         unix::kill_group(group, libc::SIGTERM);
     }
     let drained = forward_output(&mut child, job);
@@ -99,17 +94,11 @@ pub fn run(job: &Job) -> Finished {
         code: status.as_ref().ok().and_then(ExitStatus::code),
         signal: status.as_ref().ok().and_then(ExitStatus::signal),
         timed_out,
-        spawn_error: status
-            .err()
-            .map(|e| format!("{}: waiting failed: {e}", job.what)),
-        cancelled_by: signals::cancelled(),
+        spawn_error: status.err().map(|e| format!("{}: waiting failed: {e}", job.what)),
+        cancelled_by: signals::cancelled().filter(|_| !cancelled_before),
         duration: started.elapsed(),
     };
-    Finished {
-        exit,
-        leaked_output,
-        group,
-    }
+    Finished { exit, leaked_output, group }
 }
 
 fn spawn_reason(job: &Job, e: &io::Error) -> String {
@@ -122,10 +111,7 @@ fn spawn_reason(job: &Job, e: &io::Error) -> String {
     if e.kind() == io::ErrorKind::NotFound
         && let Ok(link) = std::fs::read_link(program)
     {
-        return format!(
-            "cannot start {target}: broken symlink to {}",
-            link.display()
-        );
+        return format!("cannot start {target}: broken symlink to {}", link.display());
     }
     format!("cannot start {target}: {e}")
 }
@@ -142,20 +128,14 @@ fn wait(child: &mut Child, job: &Job) -> (io::Result<ExitStatus>, bool) {
         Ok(None) => {}
         Err(e) => return (Err(e), false),
     }
-    crate::logging::warn(&format!(
-        "{}: exceeded max_time of {:?}; sending SIGTERM",
-        job.label, max_time
-    ));
+    crate::logging::warn(&format!("{}: exceeded max_time of {:?}; sending SIGTERM", job.label, max_time));
     unix::kill_group(group, libc::SIGTERM);
     match wait_until(child, Instant::now() + job.kill_grace) {
         Ok(Some(status)) => return (Ok(status), true),
         Ok(None) => {}
         Err(e) => return (Err(e), true),
     }
-    crate::logging::warn(&format!(
-        "{}: still running after kill_grace; sending SIGKILL",
-        job.label
-    ));
+    crate::logging::warn(&format!("{}: still running after kill_grace; sending SIGKILL", job.label));
     unix::kill_group(group, libc::SIGKILL);
     (child.wait(), true)
 }
@@ -197,12 +177,7 @@ pub struct Terminal {
 
 impl Terminal {
     pub fn new(label: &str, raw: bool) -> Terminal {
-        Terminal {
-            prefix: format!("[{label}] ").into_bytes(),
-            raw,
-            at_line_start: [true; 2],
-            buf: Vec::new(),
-        }
+        Terminal { prefix: format!("[{label}] ").into_bytes(), raw, at_line_start: [true; 2], buf: Vec::new() }
     }
 
     fn emit(stream: Stream, data: &[u8]) {
@@ -247,15 +222,13 @@ fn forward_output(child: &mut Child, job: &Job) -> mpsc::Receiver<()> {
     let (done, drained) = mpsc::sync_channel(1);
     let sinks: Vec<Box<dyn Sink>> = vec![Box::new(Terminal::new(job.label, job.raw_output))];
     let streams = (child.stdout.take(), child.stderr.take());
-    let spawned = std::thread::Builder::new()
-        .name("output".into())
-        .spawn(move || {
-            let (Some(out), Some(err)) = streams else {
-                return;
-            };
-            pump(out, err, sinks);
-            let _ = done.send(());
-        });
+    let spawned = std::thread::Builder::new().name("output".into()).spawn(move || {
+        let (Some(out), Some(err)) = streams else {
+            return;
+        };
+        pump(out, err, sinks);
+        let _ = done.send(());
+    });
     if let Err(e) = spawned {
         crate::logging::error(&format!("{}: cannot start output thread: {e}", job.label));
     }
@@ -279,12 +252,8 @@ fn pump(mut out: impl Read + AsFd, mut err: impl Read + AsFd, mut sinks: Vec<Box
             Err(rustix::io::Errno::INTR) => continue,
             Err(_) => return,
         }
-        let ready: Vec<Stream> = fds
-            .iter()
-            .zip(&pollfds)
-            .filter(|(_, p)| !p.revents().is_empty())
-            .map(|((s, _), _)| *s)
-            .collect();
+        let ready: Vec<Stream> =
+            fds.iter().zip(&pollfds).filter(|(_, p)| !p.revents().is_empty()).map(|((s, _), _)| *s).collect();
         drop(pollfds);
         drop(fds);
         for stream in ready {

@@ -25,18 +25,13 @@ static WAKE: (Mutex<()>, Condvar) = (Mutex::new(()), Condvar::new());
 
 /// Starts the signal thread. Signals that were ignored at start stay ignored.
 pub fn install() -> std::io::Result<()> {
-    let wanted: Vec<i32> = [SIGINT, SIGTERM, SIGHUP]
-        .into_iter()
-        .filter(|&s| !ignored_at_start(s))
-        .collect();
+    let wanted: Vec<i32> = [SIGINT, SIGTERM, SIGHUP].into_iter().filter(|&s| !ignored_at_start(s)).collect();
     let mut signals = signal_hook::iterator::Signals::new(&wanted)?;
-    std::thread::Builder::new()
-        .name("signals".into())
-        .spawn(move || {
-            for sig in signals.forever() {
-                on_signal(sig);
-            }
-        })?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for sig in signals.forever() {
+            on_signal(sig);
+        }
+    })?;
     Ok(())
 }
 
@@ -49,9 +44,7 @@ fn ignored_at_start(sig: i32) -> bool {
 }
 
 fn on_signal(sig: i32) {
-    let first = CANCELLED
-        .compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst)
-        .is_ok();
+    let first = CANCELLED.compare_exchange(0, sig, Ordering::SeqCst, Ordering::SeqCst).is_ok();
     let group = GROUP.load(Ordering::SeqCst);
     if first {
         crate::logging::warn(&format!("received signal {sig}; stopping"));
@@ -84,10 +77,7 @@ pub fn cancelled() -> Option<i32> {
 /// reaches it. Returns whether runner is already cancelled, in which case
 /// the caller stops the child itself.
 pub fn set_group(group: i32, grace: Duration) -> bool {
-    GRACE_MS.store(
-        grace.as_millis().min(u64::MAX as u128) as u64,
-        Ordering::SeqCst,
-    );
+    GRACE_MS.store(grace.as_millis().min(u64::MAX as u128) as u64, Ordering::SeqCst);
     GROUP.store(group, Ordering::SeqCst);
     cancelled().is_some()
 }

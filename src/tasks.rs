@@ -15,17 +15,8 @@ use std::path::{Path, PathBuf};
 use crate::ini::{Ini, Section};
 
 /// Suffixes of files that are never tasks (nor include files).
-const IGNORED_SUFFIXES: &[&str] = &[
-    "~",
-    ".dpkg-old",
-    ".dpkg-new",
-    ".dpkg-dist",
-    ".dpkg-tmp",
-    ".rpmsave",
-    ".rpmnew",
-    ".swp",
-    ".bak",
-];
+const IGNORED_SUFFIXES: &[&str] =
+    &["~", ".dpkg-old", ".dpkg-new", ".dpkg-dist", ".dpkg-tmp", ".rpmsave", ".rpmnew", ".swp", ".bak"];
 
 /// Why a directory entry is not part of the chain.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -92,9 +83,8 @@ pub fn list_dir(dir: &Path) -> io::Result<Vec<OsString>> {
 /// entries left out, with why. Filtering non-executable files needs the
 /// per-task interpreter, so it happens later (see [`Task::executable`]).
 pub fn discover(dir: &Path, halt_task: &str) -> io::Result<(Vec<Task>, Vec<Skipped>)> {
-    let mut all: Vec<OsString> = std::fs::read_dir(dir)?
-        .map(|e| e.map(|e| e.file_name()))
-        .collect::<io::Result<_>>()?;
+    let mut all: Vec<OsString> =
+        std::fs::read_dir(dir)?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<_>>()?;
     all.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
     let mut tasks = Vec::new();
     let mut skipped = Vec::new();
@@ -118,13 +108,7 @@ pub fn discover(dir: &Path, halt_task: &str) -> io::Result<(Vec<Task>, Vec<Skipp
         };
         let file_str = file.to_string_lossy().into_owned();
         let name = task_name(&file_str);
-        tasks.push(Task {
-            file,
-            path,
-            file_str,
-            name,
-            executable,
-        });
+        tasks.push(Task { file, path, file_str, name, executable });
     }
     Ok((tasks, skipped))
 }
@@ -142,11 +126,7 @@ pub fn task_name(file: &str) -> String {
         Some(0) | None => rest,
         Some(i) => &rest[..i],
     };
-    if stem.is_empty() {
-        file.to_string()
-    } else {
-        stem.to_string()
-    }
+    if stem.is_empty() { file.to_string() } else { stem.to_string() }
 }
 
 /// The name mozilla/build-runner derived (`3-check-ami.sh` → `checkami`),
@@ -154,11 +134,7 @@ pub fn task_name(file: &str) -> String {
 pub fn reference_name(file: &str) -> String {
     let parts: Vec<&str> = file.split('-').collect();
     let joined = parts[1..].concat();
-    let name = if joined.is_empty() {
-        file.to_string()
-    } else {
-        joined
-    };
+    let name = if joined.is_empty() { file.to_string() } else { joined };
     let parts: Vec<&str> = name.split('.').collect();
     let joined = parts[..parts.len() - 1].concat();
     if joined.is_empty() { name } else { joined }
@@ -181,11 +157,7 @@ pub enum Lookup {
 
 impl NameIndex {
     pub fn new(tasks: &[Task]) -> NameIndex {
-        let mut idx = NameIndex {
-            by_file: HashMap::new(),
-            by_name: HashMap::new(),
-            by_reference: HashMap::new(),
-        };
+        let mut idx = NameIndex { by_file: HashMap::new(), by_name: HashMap::new(), by_reference: HashMap::new() };
         for (i, t) in tasks.iter().enumerate() {
             idx.by_file.insert(t.file_str.clone(), i);
             idx.by_name.entry(t.name.clone()).or_default().push(i);
@@ -257,10 +229,7 @@ impl NameIndex {
     }
 
     pub fn files(&self, tasks: &[Task], ids: &[usize]) -> String {
-        ids.iter()
-            .map(|&i| tasks[i].file_str.as_str())
-            .collect::<Vec<_>>()
-            .join(" and ")
+        ids.iter().map(|&i| tasks[i].file_str.as_str()).collect::<Vec<_>>().join(" and ")
     }
 }
 

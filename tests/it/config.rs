@@ -20,13 +20,7 @@ multi = one
 Key = second
 ";
     let t = Test::new().config_exact(cfg);
-    let g = |key: &str| {
-        Test::new()
-            .config_exact(cfg)
-            .raw_args(["-c", "runner.cfg", "-g", key])
-            .status(0)
-            .stdout()
-    };
+    let g = |key: &str| Test::new().config_exact(cfg).raw_args(["-c", "runner.cfg", "-g", key]).status(0).stdout();
     assert_eq!(g("app.Key"), "second\n");
     assert_eq!(g("app.key"), "");
     assert_eq!(g("app.multi"), "one\ntwo\n");
@@ -38,14 +32,9 @@ Key = second
 
 #[test]
 fn bad_value_names_file_line_key_and_value() {
-    let ran = Test::new()
-        .config("[runner]\nmax_tries = five\n")
-        .traced("a", 0)
-        .status(78);
+    let ran = Test::new().config("[runner]\nmax_tries = five\n").traced("a", 0).status(78);
     let cfg = ran.test.config_path().display().to_string();
-    ran.stderr_has(&format!(
-        "{cfg}:6: bad value for 'max_tries' in [runner]: 'five'"
-    ));
+    ran.stderr_has(&format!("{cfg}:6: bad value for 'max_tries' in [runner]: 'five'"));
     assert!(ran.trace().is_empty());
 }
 
@@ -65,26 +54,16 @@ fn bad_values_of_every_kind() {
         "interpreter =",
         "task_hook = 'unterminated",
     ] {
-        let ran = Test::new()
-            .config(&format!("[runner]\n{bad}\n"))
-            .traced("a", 0)
-            .run();
+        let ran = Test::new().config(&format!("[runner]\n{bad}\n")).traced("a", 0).run();
         assert_eq!(ran.code(), 78, "{bad}\n{}", ran.describe());
-        assert!(
-            ran.stderr().contains("runner.cfg:6:"),
-            "{bad}\n{}",
-            ran.describe()
-        );
+        assert!(ran.stderr().contains("runner.cfg:6:"), "{bad}\n{}", ran.describe());
         assert!(!ran.stderr().contains("panicked"), "{bad}");
     }
 }
 
 #[test]
 fn all_errors_reported_at_once() {
-    let ran = Test::new()
-        .config("[runner]\nmax_tries = x\nmax_time = y\n")
-        .traced("a", 0)
-        .status(78);
+    let ran = Test::new().config("[runner]\nmax_tries = x\nmax_time = y\n").traced("a", 0).status(78);
     ran.stderr_has("'max_tries'").stderr_has("'max_time'");
 }
 
@@ -99,33 +78,19 @@ fn unknown_runner_key_warns_with_suggestion() {
 
 #[test]
 fn default_keys_are_not_unknown_runner_keys() {
-    Test::new()
-        .config("[DEFAULT]\ncolour = blue\n")
-        .traced("a", 0)
-        .status(0)
-        .stderr_lacks("unknown key");
+    Test::new().config("[DEFAULT]\ncolour = blue\n").traced("a", 0).status(0).stderr_lacks("unknown key");
 }
 
 #[test]
 fn invalid_utf8_config_is_78_with_line() {
     let t = Test::new().traced("a", 0);
-    std::fs::write(
-        t.path().join("bad.cfg"),
-        b"[runner]\nmax_tries = 1\n\xff\xfe\n",
-    )
-    .expect("write");
-    t.raw_args(["-c", "bad.cfg", "-n", "1", "tasks.d"])
-        .status(78)
-        .stderr_has("bad.cfg:3: invalid UTF-8");
+    std::fs::write(t.path().join("bad.cfg"), b"[runner]\nmax_tries = 1\n\xff\xfe\n").expect("write");
+    t.raw_args(["-c", "bad.cfg", "-n", "1", "tasks.d"]).status(78).stderr_has("bad.cfg:3: invalid UTF-8");
 }
 
 #[test]
 fn malformed_ini_is_78() {
-    Test::new()
-        .config_exact("stray = 1\n")
-        .traced("a", 0)
-        .status(78)
-        .stderr_has("runner.cfg:1:");
+    Test::new().config_exact("stray = 1\n").traced("a", 0).status(78).stderr_has("runner.cfg:1:");
 }
 
 #[test]
@@ -139,9 +104,7 @@ fn include_dir_relative_to_config_file_later_wins() {
         .file_mode("etc/conf.d/10-a.cfg", "[app]\nv = ten\n", 0o644)
         .file_mode("etc/conf.d/20-b.cfg", "[app]\nv = twenty\n", 0o644)
         .file_mode("etc/conf.d/30-c.cfg~", "[app]\nv = backup\n", 0o644);
-    let ran = t
-        .raw_args(["-c", "etc/runner.cfg", "-g", "app.v"])
-        .status(0);
+    let ran = t.raw_args(["-c", "etc/runner.cfg", "-g", "app.v"]).status(0);
     assert_eq!(ran.stdout(), "twenty\n");
 }
 
@@ -157,20 +120,13 @@ fn include_file_bad_value_names_the_include_file() {
 
 #[test]
 fn missing_include_dir_is_78() {
-    Test::new()
-        .config("[runner]\ninclude_dir = nope.d\n")
-        .traced("a", 0)
-        .status(78)
-        .stderr_has("nope.d");
+    Test::new().config("[runner]\ninclude_dir = nope.d\n").traced("a", 0).status(78).stderr_has("nope.d");
 }
 
 #[test]
 fn env_section_is_exported_and_values_never_logged() {
-    let ran = Test::new()
-        .config("[env]\nMY_Var = s3cret-value\n")
-        .task("a", "echo \"got $MY_Var\"")
-        .args(["-v"])
-        .status(0);
+    let ran =
+        Test::new().config("[env]\nMY_Var = s3cret-value\n").task("a", "echo \"got $MY_Var\"").args(["-v"]).status(0);
     ran.stdout_has("[a] got s3cret-value");
     ran.stderr_lacks("s3cret-value");
 }
@@ -178,16 +134,10 @@ fn env_section_is_exported_and_values_never_logged() {
 #[test]
 fn per_task_section_by_name_and_by_file_name() {
     // By name: max_tries = 1 for "flaky" gives up at once.
-    let ran = Test::new()
-        .config("[flaky]\nmax_tries = 1\n")
-        .traced("10-flaky.sh", 1)
-        .status(1);
+    let ran = Test::new().config("[flaky]\nmax_tries = 1\n").traced("10-flaky.sh", 1).status(1);
     assert_eq!(ran.trace(), ["10-flaky.sh"]);
     // By file name.
-    let ran = Test::new()
-        .config("[10-flaky.sh]\nmax_tries = 2\n")
-        .traced("10-flaky.sh", 1)
-        .status(1);
+    let ran = Test::new().config("[10-flaky.sh]\nmax_tries = 2\n").traced("10-flaky.sh", 1).status(1);
     assert_eq!(ran.trace(), ["10-flaky.sh", "10-flaky.sh"]);
 }
 
@@ -203,10 +153,7 @@ fn per_task_override_does_not_leak_to_other_tasks() {
 
 #[test]
 fn reference_mangled_section_name_accepted_with_warning() {
-    let ran = Test::new()
-        .config("[checkami]\nmax_tries = 1\n")
-        .traced("3-check-ami.sh", 1)
-        .status(1);
+    let ran = Test::new().config("[checkami]\nmax_tries = 1\n").traced("3-check-ami.sh", 1).status(1);
     ran.stderr_has("mangled name");
     assert_eq!(ran.trace(), ["3-check-ami.sh"]);
 }
@@ -223,10 +170,7 @@ fn section_for_shared_name_is_78() {
 
 #[test]
 fn shared_names_without_sections_run_both() {
-    let ran = Test::new()
-        .traced("10-setup", 0)
-        .traced("20-setup", 0)
-        .status(0);
+    let ran = Test::new().traced("10-setup", 0).traced("20-setup", 0).status(0);
     assert_eq!(ran.trace(), ["10-setup", "20-setup"]);
 }
 
@@ -253,14 +197,8 @@ fn fractional_max_sleep_time_caps_backoff() {
 #[test]
 fn retry_jitter_is_read() {
     // sleep_time 0 and jitter 0.02: the sleep is between 0 and 0.023 s, and printed.
-    let ran = Test::new()
-        .config("[runner]\nretry_jitter = 0.02\nmax_tries = 2\n")
-        .traced("a", 1)
-        .status(1);
+    let ran = Test::new().config("[runner]\nretry_jitter = 0.02\nmax_tries = 2\n").traced("a", 1).status(1);
     ran.stderr_has("sleeping 0.0");
-    let bad = Test::new()
-        .config("[runner]\nretry_jitter = lots\n")
-        .traced("a", 0)
-        .status(78);
+    let bad = Test::new().config("[runner]\nretry_jitter = lots\n").traced("a", 0).status(78);
     bad.stderr_has("'retry_jitter'");
 }

@@ -20,10 +20,7 @@ fn demo_runs() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
-    assert!(
-        stderr.contains("RETRY"),
-        "the flaky task fails once\n{stderr}"
-    );
+    assert!(stderr.contains("RETRY"), "the flaky task fails once\n{stderr}");
     assert!(stdout.contains("succeeded on try 2"), "{stdout}");
     assert!(stdout.contains("greeting from runner.cfg"), "{stdout}");
 }

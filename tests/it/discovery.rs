@@ -28,10 +28,7 @@ fn filters_hidden_backup_packaging_directories_and_halt() {
 
 #[test]
 fn non_executable_skipped_with_warning() {
-    let ran = Test::new()
-        .traced("a", 0)
-        .file_mode("tasks.d/notes", "#!/bin/sh\nexit 1\n", 0o644)
-        .status(0);
+    let ran = Test::new().traced("a", 0).file_mode("tasks.d/notes", "#!/bin/sh\nexit 1\n", 0o644).status(0);
     ran.stderr_has("notes: not executable");
     assert_eq!(ran.trace(), ["a"]);
 }
@@ -40,16 +37,11 @@ fn non_executable_skipped_with_warning() {
 fn non_executable_runs_when_an_interpreter_applies() {
     let body = format!("{TRACE}\n");
     // Global interpreter.
-    let ran = Test::new()
-        .config("[runner]\ninterpreter = /bin/sh -e\n")
-        .file_mode("tasks.d/plain", &body, 0o644)
-        .status(0);
+    let ran =
+        Test::new().config("[runner]\ninterpreter = /bin/sh -e\n").file_mode("tasks.d/plain", &body, 0o644).status(0);
     assert_eq!(ran.trace(), ["plain"]);
     // Per-task interpreter.
-    let ran = Test::new()
-        .config("[plain]\ninterpreter = /bin/sh\n")
-        .file_mode("tasks.d/plain", &body, 0o644)
-        .status(0);
+    let ran = Test::new().config("[plain]\ninterpreter = /bin/sh\n").file_mode("tasks.d/plain", &body, 0o644).status(0);
     assert_eq!(ran.trace(), ["plain"]);
 }
 
@@ -69,8 +61,7 @@ fn non_utf8_task_name_runs() {
     let name = std::ffi::OsStr::from_bytes(b"10-caf\xe9");
     let path = t.tasks_dir().join(name);
     std::fs::write(&path, format!("#!/bin/sh\n{TRACE}\n")).expect("write");
-    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755))
-        .expect("chmod");
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     let ran = t.status(0);
     let trace = std::fs::read(ran.test.path().join("trace")).expect("trace");
     assert_eq!(trace, b"10-caf\xe9\n");
@@ -80,9 +71,7 @@ fn non_utf8_task_name_runs() {
 fn empty_taskdir_exits_0() {
     Test::new().status(0).stderr_has("nothing to do");
     // Even when running forever.
-    Test::new()
-        .raw_args(["-c", "runner.cfg", "tasks.d"])
-        .status(0);
+    Test::new().raw_args(["-c", "runner.cfg", "tasks.d"]).status(0);
 }
 
 #[test]
@@ -90,8 +79,7 @@ fn symlinked_task_is_followed() {
     let t = Test::new().traced("real", 0);
     std::fs::create_dir(t.path().join("other")).expect("mkdir");
     std::fs::rename(t.tasks_dir().join("real"), t.path().join("other/real")).expect("mv");
-    std::os::unix::fs::symlink(t.path().join("other/real"), t.tasks_dir().join("link"))
-        .expect("ln");
+    std::os::unix::fs::symlink(t.path().join("other/real"), t.tasks_dir().join("link")).expect("ln");
     let ran = t.status(0);
     assert_eq!(ran.trace(), ["link"]);
 }

@@ -23,15 +23,9 @@ echo "RUNNER_ATTEMPT_KEY=$RUNNER_ATTEMPT_KEY""#,
         ran.stdout_has(want);
     }
     let out = ran.stdout();
-    let run_id = out
-        .lines()
-        .find_map(|l| l.strip_prefix("[show] RUNNER_RUN_ID="))
-        .unwrap_or("");
+    let run_id = out.lines().find_map(|l| l.strip_prefix("[show] RUNNER_RUN_ID=")).unwrap_or("");
     assert!(run_id.len() > 16, "{out}");
-    let key = out
-        .lines()
-        .find_map(|l| l.strip_prefix("[show] RUNNER_ATTEMPT_KEY="))
-        .unwrap_or("");
+    let key = out.lines().find_map(|l| l.strip_prefix("[show] RUNNER_ATTEMPT_KEY=")).unwrap_or("");
     assert_eq!(key.len(), 36, "{out}");
 }
 
@@ -39,10 +33,7 @@ echo "RUNNER_ATTEMPT_KEY=$RUNNER_ATTEMPT_KEY""#,
 fn config_cmd_reads_config_from_a_task() {
     let ran = Test::new()
         .config("[hg]\nremote = https://example.invalid/repo\n")
-        .task(
-            "a",
-            "url=$($RUNNER_CONFIG_CMD -g hg.remote)\necho \"remote is $url\"",
-        )
+        .task("a", "url=$($RUNNER_CONFIG_CMD -g hg.remote)\necho \"remote is $url\"")
         .status(0);
     ran.stdout_has("[a] remote is https://example.invalid/repo");
 }
@@ -52,10 +43,7 @@ fn attempt_key_kept_across_retries_and_renewed_after_ok() {
     let ran = Test::new()
         .config("[runner]\nmax_tries = 5\nretry_from = start\n")
         .task("1-a", r#"echo "a $RUNNER_ATTEMPT_KEY" >> "$TRACE""#)
-        .task(
-            "2-b",
-            r#"echo "b $RUNNER_ATTEMPT_KEY" >> "$TRACE"; [ "$RUNNER_TRY_NUM" -ge 3 ]"#,
-        )
+        .task("2-b", r#"echo "b $RUNNER_ATTEMPT_KEY" >> "$TRACE"; [ "$RUNNER_TRY_NUM" -ge 3 ]"#)
         .status(0);
     let t = ran.trace();
     assert_eq!(t.len(), 6, "{t:?}");
@@ -82,9 +70,7 @@ fn stdin_is_dev_null_and_cwd_is_runners() {
 
 #[test]
 fn each_task_runs_in_its_own_process_group() {
-    let ran = Test::new()
-        .task("a", "ps -o pgid= -p $$ | tr -d ' '; echo $$")
-        .status(0);
+    let ran = Test::new().task("a", "ps -o pgid= -p $$ | tr -d ' '; echo $$").status(0);
     let out = ran.stdout();
     let lines: Vec<&str> = out.lines().map(|l| l.trim_start_matches("[a] ")).collect();
     assert_eq!(lines.len(), 2, "{out}");

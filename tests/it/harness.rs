@@ -66,11 +66,7 @@ impl Test {
 
     /// An executable `/bin/sh` task in `tasks.d`.
     pub fn task(self, file: &str, body: &str) -> Test {
-        self.file_mode(
-            &format!("tasks.d/{file}"),
-            &format!("#!/bin/sh\n{body}\n"),
-            0o755,
-        )
+        self.file_mode(&format!("tasks.d/{file}"), &format!("#!/bin/sh\n{body}\n"), 0o755)
     }
 
     /// A task that records itself in the trace and exits with `code`.
@@ -129,14 +125,28 @@ impl Test {
                 cmd.args(a);
             }
             None => {
-                cmd.arg("-c")
-                    .arg(self.config_path())
-                    .args(["-n", "1"])
-                    .args(&self.args)
-                    .arg(self.tasks_dir());
+                cmd.arg("-c").arg(self.config_path()).args(["-n", "1"]).args(&self.args).arg(self.tasks_dir());
             }
         }
         cmd
+    }
+
+    /// Starts runner in the background (stdout and stderr to files `out` and
+    /// `err` in the temporary directory).
+    pub fn spawn(&self) -> Running {
+        let cmd = self.command();
+        let mut std_cmd = std::process::Command::new(cmd.get_program());
+        std_cmd.args(cmd.get_args()).current_dir(self.tmp.path());
+        for (k, v) in cmd.get_envs() {
+            match v {
+                Some(v) => std_cmd.env(k, v),
+                None => std_cmd.env_remove(k),
+            };
+        }
+        let out = std::fs::File::create(self.tmp.path().join("out")).expect("out");
+        let err = std::fs::File::create(self.tmp.path().join("err")).expect("err");
+        let child = std_cmd.stdout(out).stderr(err).spawn().expect("spawn runner");
+        Running { child }
     }
 
     /// Runs runner and returns what it did.
@@ -150,6 +160,43 @@ impl Test {
         let ran = self.run();
         assert_eq!(ran.code(), code, "exit code\n{}", ran.describe());
         ran
+    }
+}
+
+pub struct Running {
+    pub child: std::process::Child,
+}
+
+impl Running {
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn signal(&self, sig: &str) {
+        let ok = std::process::Command::new("kill").args(["-s", sig, &self.pid().to_string()]).status();
+        assert!(ok.is_ok_and(|s| s.success()), "kill -s {sig}");
+    }
+
+    /// Waits up to `secs` for runner to exit; its exit code.
+    pub fn wait(&mut self, secs: u64) -> i32 {
+        let end = std::time::Instant::now() + Duration::from_secs(secs);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                return status.code().unwrap_or(-1);
+            }
+            if std::time::Instant::now() > end {
+                let _ = self.child.kill();
+                panic!("runner did not exit within {secs} s");
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -173,37 +220,21 @@ impl Ran {
     }
     /// Lines the tasks appended to `$TRACE`.
     pub fn trace(&self) -> Vec<String> {
-        std::fs::read_to_string(self.test.path().join("trace"))
-            .unwrap_or_default()
-            .lines()
-            .map(String::from)
-            .collect()
+        std::fs::read_to_string(self.test.path().join("trace")).unwrap_or_default().lines().map(String::from).collect()
     }
     pub fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.test.path().join(rel)).unwrap_or_default()
     }
     pub fn stdout_has(&self, s: &str) -> &Ran {
-        assert!(
-            self.stdout().contains(s),
-            "stdout lacks {s:?}\n{}",
-            self.describe()
-        );
+        assert!(self.stdout().contains(s), "stdout lacks {s:?}\n{}", self.describe());
         self
     }
     pub fn stderr_has(&self, s: &str) -> &Ran {
-        assert!(
-            self.stderr().contains(s),
-            "stderr lacks {s:?}\n{}",
-            self.describe()
-        );
+        assert!(self.stderr().contains(s), "stderr lacks {s:?}\n{}", self.describe());
         self
     }
     pub fn stderr_lacks(&self, s: &str) -> &Ran {
-        assert!(
-            !self.stderr().contains(s),
-            "stderr has {s:?}\n{}",
-            self.describe()
-        );
+        assert!(!self.stderr().contains(s), "stderr has {s:?}\n{}", self.describe());
         self
     }
 }
@@ -211,12 +242,7 @@ impl Ran {
 /// Whether a process with this pid is alive (and not a zombie).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => !stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .starts_with('Z'),
+        Ok(stat) => !stat.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'),
         Err(_) => false,
     }
 }

@@ -7,18 +7,12 @@ use crate::harness::*;
 const RECORD: &str = "/bin/sh -c 'printf \"%s\\n\" \"$1\" >> \"$TRACE\"' hook";
 
 fn stats(ran: &Ran) -> Vec<Value> {
-    ran.trace()
-        .iter()
-        .map(|l| serde_json::from_str(l).expect("one JSON argument"))
-        .collect()
+    ran.trace().iter().map(|l| serde_json::from_str(l).expect("one JSON argument")).collect()
 }
 
 #[test]
 fn task_hook_before_and_after_with_all_fields() {
-    let ran = Test::new()
-        .config(&format!("[runner]\ntask_hook = {RECORD}\n"))
-        .task("10-a.sh", "exit 0")
-        .status(0);
+    let ran = Test::new().config(&format!("[runner]\ntask_hook = {RECORD}\n")).task("10-a.sh", "exit 0").status(0);
     let s = stats(&ran);
     assert_eq!(s.len(), 2);
     let keys: Vec<&String> = s[0].as_object().expect("object").keys().collect();
@@ -46,9 +40,7 @@ fn task_hook_before_and_after_with_all_fields() {
 fn results_in_post_hook() {
     for (code, want, runner_code) in [(1, "RETRY", 1), (2, "HALT", 2), (3, "EXIT", 3)] {
         let ran = Test::new()
-            .config(&format!(
-                "[runner]\nmax_tries = 1\npost_task_hook = {RECORD}\n"
-            ))
+            .config(&format!("[runner]\nmax_tries = 1\npost_task_hook = {RECORD}\n"))
             .task("a", &format!("exit {code}"))
             .status(runner_code);
         let s = stats(&ran);
@@ -59,17 +51,11 @@ fn results_in_post_hook() {
 
 #[test]
 fn pre_and_post_hooks_only_run_at_their_time() {
-    let ran = Test::new()
-        .config(&format!("[runner]\npre_task_hook = {RECORD}\n"))
-        .task("a", "exit 0")
-        .status(0);
+    let ran = Test::new().config(&format!("[runner]\npre_task_hook = {RECORD}\n")).task("a", "exit 0").status(0);
     let s = stats(&ran);
     assert_eq!(s.len(), 1);
     assert_eq!(s[0]["result"], "RUNNING");
-    let ran = Test::new()
-        .config(&format!("[runner]\npost_task_hook = {RECORD}\n"))
-        .task("a", "exit 0")
-        .status(0);
+    let ran = Test::new().config(&format!("[runner]\npost_task_hook = {RECORD}\n")).task("a", "exit 0").status(0);
     let s = stats(&ran);
     assert_eq!(s.len(), 1);
     assert_eq!(s[0]["result"], "OK");
@@ -78,10 +64,7 @@ fn pre_and_post_hooks_only_run_at_their_time() {
 #[test]
 fn quotes_in_task_name_cannot_break_or_inject() {
     let name = "it's \"quoted\" $(touch pwned) ; x";
-    let ran = Test::new()
-        .config(&format!("[runner]\ntask_hook = {RECORD}\n"))
-        .task(name, "exit 0")
-        .status(0);
+    let ran = Test::new().config(&format!("[runner]\ntask_hook = {RECORD}\n")).task(name, "exit 0").status(0);
     let s = stats(&ran);
     assert_eq!(s.len(), 2);
     assert_eq!(s[0]["task"], name);
@@ -90,16 +73,10 @@ fn quotes_in_task_name_cannot_break_or_inject() {
 
 #[test]
 fn hook_failure_is_logged_and_not_fatal() {
-    let ran = Test::new()
-        .config("[runner]\ntask_hook = /bin/sh -c 'exit 9'\n")
-        .traced("a", 0)
-        .status(0);
+    let ran = Test::new().config("[runner]\ntask_hook = /bin/sh -c 'exit 9'\n").traced("a", 0).status(0);
     ran.stderr_has("task_hook: exited 9");
     assert_eq!(ran.trace(), ["a"]);
-    let ran = Test::new()
-        .config("[runner]\ntask_hook = /no/such/hook\n")
-        .traced("a", 0)
-        .status(0);
+    let ran = Test::new().config("[runner]\ntask_hook = /no/such/hook\n").traced("a", 0).status(0);
     ran.stderr_has("task_hook: cannot start");
     assert_eq!(ran.trace(), ["a"]);
 }

@@ -23,29 +23,21 @@ fn chain_of_dependencies() {
 
 #[test]
 fn several_dependencies() {
-    let ran = with_tasks(&["a", "b", "c", "d"])
-        .config("[a]\ndepends_on = c, d\n[b]\ndepends_on = d\n")
-        .status(0);
+    let ran = with_tasks(&["a", "b", "c", "d"]).config("[a]\ndepends_on = c, d\n[b]\ndepends_on = d\n").status(0);
     assert_eq!(ran.trace(), ["c", "d", "a", "b"]);
 }
 
 #[test]
 fn dependency_by_name_or_file_name() {
-    let ran = with_tasks(&["10-a.sh", "20-b.sh"])
-        .config("[a]\ndepends_on = 20-b.sh\n")
-        .status(0);
+    let ran = with_tasks(&["10-a.sh", "20-b.sh"]).config("[a]\ndepends_on = 20-b.sh\n").status(0);
     assert_eq!(ran.trace(), ["20-b.sh", "10-a.sh"]);
-    let ran = with_tasks(&["10-a.sh", "20-b.sh"])
-        .config("[10-a.sh]\ndepends_on = b\n")
-        .status(0);
+    let ran = with_tasks(&["10-a.sh", "20-b.sh"]).config("[10-a.sh]\ndepends_on = b\n").status(0);
     assert_eq!(ran.trace(), ["20-b.sh", "10-a.sh"]);
 }
 
 #[test]
 fn missing_dependency_is_78() {
-    let ran = with_tasks(&["a", "b"])
-        .config("[a]\ndepends_on = nothere\n")
-        .status(78);
+    let ran = with_tasks(&["a", "b"]).config("[a]\ndepends_on = nothere\n").status(78);
     ran.stderr_has("a depends on 'nothere', which is not a task");
     assert!(ran.trace().is_empty());
 }
@@ -57,11 +49,7 @@ fn cycle_is_78_naming_tasks() {
         .status(78);
     ran.stderr_has("dependency cycle");
     for t in ["a", "b", "c"] {
-        assert!(
-            ran.stderr().contains(&format!("{t} ->")),
-            "{}",
-            ran.describe()
-        );
+        assert!(ran.stderr().contains(&format!("{t} ->")), "{}", ran.describe());
     }
     assert!(ran.trace().is_empty());
 }

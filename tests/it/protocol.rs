@@ -5,31 +5,19 @@ use crate::harness::*;
 
 #[test]
 fn all_ok_exits_0() {
-    let ran = Test::new()
-        .traced("a", 0)
-        .traced("b", 0)
-        .traced("halt.sh", 0)
-        .status(0);
+    let ran = Test::new().traced("a", 0).traced("b", 0).traced("halt.sh", 0).status(0);
     assert_eq!(ran.trace(), ["a", "b"]);
 }
 
 #[test]
 fn exit_2_runs_halt_task_and_exits_2() {
-    let ran = Test::new()
-        .traced("a", 2)
-        .traced("b", 0)
-        .traced("halt.sh", 0)
-        .status(2);
+    let ran = Test::new().traced("a", 2).traced("b", 0).traced("halt.sh", 0).status(2);
     assert_eq!(ran.trace(), ["a", "halt.sh"]);
 }
 
 #[test]
 fn exit_3_stops_without_halt_task() {
-    let ran = Test::new()
-        .traced("a", 3)
-        .traced("b", 0)
-        .traced("halt.sh", 0)
-        .status(3);
+    let ran = Test::new().traced("a", 3).traced("b", 0).traced("halt.sh", 0).status(3);
     assert_eq!(ran.trace(), ["a"]);
 }
 
@@ -52,10 +40,7 @@ fn retry_from_start_reruns_the_chain() {
         .traced("second", 1)
         .traced("halt.sh", 0)
         .status(1);
-    assert_eq!(
-        ran.trace(),
-        ["first", "second", "first", "second", "halt.sh"]
-    );
+    assert_eq!(ran.trace(), ["first", "second", "first", "second", "halt.sh"]);
 }
 
 #[test]
@@ -78,23 +63,20 @@ fn retry_goes_on_at_the_failed_task_not_further() {
 fn try_counter_counts_tries_of_the_chain_within_an_iteration() {
     let ran = Test::new()
         .config("[runner]\nmax_tries = 3\n")
-        .task("a", "echo \"$RUNNER_TASK $RUNNER_TRY_NUM $RUNNER_ITERATION\" >> \"$TRACE\"\n[ \"$RUNNER_TRY_NUM\" -ge 2 ]")
+        .task(
+            "a",
+            "echo \"$RUNNER_TASK $RUNNER_TRY_NUM $RUNNER_ITERATION\" >> \"$TRACE\"\n[ \"$RUNNER_TRY_NUM\" -ge 2 ]",
+        )
         .task("b", "echo \"$RUNNER_TASK $RUNNER_TRY_NUM $RUNNER_ITERATION\" >> \"$TRACE\"")
         .raw_args(["-c", "runner.cfg", "-n", "2", "tasks.d"])
         .status(0);
-    assert_eq!(
-        ran.trace(),
-        ["a 1 1", "a 2 1", "b 2 1", "a 1 2", "a 2 2", "b 2 2"]
-    );
+    assert_eq!(ran.trace(), ["a 1 1", "a 2 1", "b 2 1", "a 1 2", "a 2 2", "b 2 2"]);
 }
 
 #[test]
 fn other_exit_codes_and_signals_are_retry() {
     for body in ["exit 1", "exit 4", "exit 255", "kill -9 $$"] {
-        let ran = Test::new()
-            .config("[runner]\nmax_tries = 2\n")
-            .task("a", &format!("{TRACE}\n{body}"))
-            .status(1);
+        let ran = Test::new().config("[runner]\nmax_tries = 2\n").task("a", &format!("{TRACE}\n{body}")).status(1);
         assert_eq!(ran.trace(), ["a", "a"], "{body}");
     }
 }
@@ -104,8 +86,7 @@ fn broken_symlink_is_retry_naming_the_file() {
     let t = Test::new().config("[runner]\nmax_tries = 2\n");
     std::os::unix::fs::symlink("/nonexistent/target", t.tasks_dir().join("10-mount")).expect("ln");
     let ran = t.status(1);
-    ran.stderr_has("10-mount")
-        .stderr_has("broken symlink to /nonexistent/target");
+    ran.stderr_has("10-mount").stderr_has("broken symlink to /nonexistent/target");
 }
 
 #[test]
@@ -154,11 +135,7 @@ fn custom_halt_task_with_global_interpreter() {
 
 #[test]
 fn halt_task_exit_status_does_not_change_runners() {
-    let ran = Test::new()
-        .config("[runner]\nmax_tries = 1\n")
-        .traced("a", 1)
-        .traced("halt.sh", 7)
-        .status(1);
+    let ran = Test::new().config("[runner]\nmax_tries = 1\n").traced("a", 1).traced("halt.sh", 7).status(1);
     assert_eq!(ran.trace(), ["a", "halt.sh"]);
 }
 

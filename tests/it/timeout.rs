@@ -18,10 +18,7 @@ fn timeout_kills_task_and_grandchild() {
 fn term_ignoring_task_is_killed_after_kill_grace() {
     let ran = Test::new()
         .config("[runner]\nmax_tries = 1\nmax_time = 0.3\nkill_grace = 0.3\n")
-        .task(
-            "stubborn",
-            "trap '' TERM\necho $$ > \"$TRACE.pid\"\nwhile :; do sleep 0.05; done",
-        )
+        .task("stubborn", "trap '' TERM\necho $$ > \"$TRACE.pid\"\nwhile :; do sleep 0.05; done")
         .task("zz-after", "echo after")
         .status(1);
     ran.stderr_has("sending SIGKILL");
@@ -32,7 +29,9 @@ fn term_ignoring_task_is_killed_after_kill_grace() {
 #[test]
 fn timed_out_is_in_the_hook_stats() {
     let ran = Test::new()
-        .config("[runner]\nmax_tries = 1\nmax_time = 0.2\npost_task_hook = /bin/sh -c 'echo \"$1\" >> \"$TRACE\"' hook\n")
+        .config(
+            "[runner]\nmax_tries = 1\nmax_time = 0.2\npost_task_hook = /bin/sh -c 'echo \"$1\" >> \"$TRACE\"' hook\n",
+        )
         .task("slow", "exec sleep 30")
         .status(1);
     let stats: serde_json::Value = serde_json::from_str(&ran.trace()[0]).expect("json");
@@ -54,16 +53,9 @@ fn per_task_max_time_zero_means_no_limit() {
 fn leftovers_of_a_failed_try_are_killed_before_the_retry() {
     let ran = Test::new()
         .config("[runner]\nmax_tries = 2\n")
-        .task(
-            "a",
-            "sleep 60 >/dev/null 2>&1 &\necho $! >> \"$TRACE\"\nexit 1",
-        )
+        .task("a", "sleep 60 >/dev/null 2>&1 &\necho $! >> \"$TRACE\"\nexit 1")
         .status(1);
-    let pids: Vec<i32> = ran
-        .trace()
-        .iter()
-        .map(|s| s.parse().expect("pid"))
-        .collect();
+    let pids: Vec<i32> = ran.trace().iter().map(|s| s.parse().expect("pid")).collect();
     assert_eq!(pids.len(), 2);
     for pid in pids {
         assert!(eventually(5, || !alive(pid)), "leftover {pid} survived");
@@ -72,15 +64,8 @@ fn leftovers_of_a_failed_try_are_killed_before_the_retry() {
 
 #[test]
 fn leftovers_after_ok_are_left_alone() {
-    let ran = Test::new()
-        .task(
-            "daemon",
-            "sleep 30 >/dev/null 2>&1 &\necho $! >> \"$TRACE\"",
-        )
-        .status(0);
+    let ran = Test::new().task("daemon", "sleep 30 >/dev/null 2>&1 &\necho $! >> \"$TRACE\"").status(0);
     let pid: i32 = ran.trace()[0].parse().expect("pid");
     assert!(alive(pid), "daemon {pid} was killed");
-    let _ = std::process::Command::new("kill")
-        .arg(pid.to_string())
-        .status();
+    let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
 }
