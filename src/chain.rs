@@ -5,86 +5,205 @@
 //! `outcome`; this module only sequences them and keeps the counters
 //! (iteration, try number, successes per task for the attempt keys).
 
+use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
+use std::path::PathBuf;
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::config::RetryFrom;
+use crate::config::{RetryFrom, RunMode};
 use crate::error::code;
 use crate::events::{Events, fields};
 use crate::hooks::{self, Attempt, When};
 use crate::logging;
 use crate::options::{Options, Planned};
 use crate::outcome::{self, Exit, Next, TaskResult};
-use crate::process::{self, Job};
+use crate::process::{self, Job, LogSink};
 use crate::signals;
+use crate::state::{Journal, Resumed, Status, TaskEnd, TaskRecord};
 
-/// Runs the chain as configured and returns runner's exit code.
-pub fn run(opts: &Options, events: &Events) -> i32 {
+/// One run of the chain: the options, where events and state go, and the
+/// counters of the run.
+pub struct Chain<'a> {
+    opts: &'a Options,
+    events: &'a Events,
+    journal: &'a mut Journal,
+    run_id: String,
+    log_dir: Option<PathBuf>,
+}
+
+/// Where one iteration starts (a resumed run starts mid-iteration).
+struct Position {
+    iteration: u64,
+    try_num: u32,
+    done: HashSet<String>,
+    successes: BTreeMap<String, u64>,
+}
+
+/// Runs the chain as configured and returns runner's exit code. With
+/// `resume`, an unfinished run recorded in the journal goes on where it
+/// stopped.
+pub fn run(opts: &Options, events: &Events, journal: &mut Journal, resume: bool) -> i32 {
     if opts.tasks.is_empty() {
         logging::info(&format!("{}: no tasks; nothing to do", opts.task_dir.display()));
         return code::OK;
     }
-    let run_id = new_run_id();
-    logging::debug(&format!("run {run_id}: {} tasks in {}", opts.tasks.len(), opts.task_dir.display()));
+    let resumed = if resume { journal.resumable() } else { None };
+    if resume && resumed.is_none() {
+        logging::info("nothing to resume: the last run finished; starting a new run");
+    }
+    let is_resumed = resumed.is_some();
+    let start = resumed.unwrap_or_else(|| Resumed {
+        run_id: new_run_id(),
+        iteration: 1,
+        try_num: 1,
+        done: Vec::new(),
+        successes: BTreeMap::new(),
+    });
+    if is_resumed {
+        logging::info(&format!(
+            "resuming run {} at iteration {}, try {} ({} tasks already done)",
+            start.run_id,
+            start.iteration,
+            start.try_num,
+            start.done.len()
+        ));
+    }
+    if let Err(e) = journal.begin(&start) {
+        logging::warn(&format!("{}: cannot record the run: {e}", journal.dir.display()));
+    }
+    let log_dir = journal.log_dir(&start.run_id, opts.config.runner.keep_logs);
+    let mut chain = Chain { opts, events, journal, run_id: start.run_id.clone(), log_dir };
     events.emit(
         "run_start",
         fields([
-            ("run_id", run_id.as_str().into()),
+            ("run_id", chain.run_id.as_str().into()),
             ("task_dir", opts.task_dir.to_string_lossy().into()),
             ("tasks", opts.tasks.len().into()),
             ("times", opts.times.into()),
+            ("resumed", is_resumed.into()),
         ]),
     );
-    let code = run_iterations(opts, events, &run_id);
-    events.emit("run_end", fields([("run_id", run_id.as_str().into()), ("exit_code", code.into())]));
+    let first = Position {
+        iteration: start.iteration,
+        try_num: start.try_num,
+        done: start.done.into_iter().collect(),
+        successes: start.successes,
+    };
+    let code = chain.iterations(first);
+    let status = if code >= code::SIGNAL_BASE { Status::Cancelled } else { Status::Finished };
+    if let Err(e) = chain.journal.finish(status, code) {
+        logging::warn(&format!("{}: cannot record the end of the run: {e}", chain.journal.dir.display()));
+    }
+    events.emit("run_end", fields([("run_id", chain.run_id.as_str().into()), ("exit_code", code.into())]));
     code
 }
 
-fn run_iterations(opts: &Options, events: &Events, run_id: &str) -> i32 {
-    let mut iteration: u64 = 0;
-    loop {
-        iteration += 1;
-        if opts.times.is_some_and(|n| iteration > n) {
-            break;
+impl Chain<'_> {
+    fn iterations(&mut self, first: Position) -> i32 {
+        let mut pos = first;
+        loop {
+            if self.opts.times.is_some_and(|n| pos.iteration > n) {
+                break;
+            }
+            logging::info(&format!("iteration {}", pos.iteration));
+            match self.iteration(&mut pos) {
+                Ok(true) => {}
+                Ok(false) => {
+                    logging::info("every task is run-once and already done; nothing to do");
+                    return code::OK;
+                }
+                Err(code) => return code,
+            }
+            pos =
+                Position { iteration: pos.iteration + 1, try_num: 1, done: HashSet::new(), successes: BTreeMap::new() };
+            if self.opts.times.is_none_or(|n| pos.iteration <= n) {
+                self.save(|j| j.iteration(pos.iteration));
+            }
         }
-        logging::info(&format!("iteration {iteration}"));
-        if let Some(code) = run_iteration(opts, events, run_id, iteration) {
-            return code;
+        if self.opts.halt_after {
+            logging::info("all iterations done; running the halt task (-H)");
+            self.halt(pos.iteration - 1, "halt-after");
         }
+        code::OK
     }
-    if opts.halt_after {
-        logging::info("all iterations done; running the halt task (-H)");
-        run_halt(opts, events, run_id, iteration - 1, "halt-after");
-    }
-    code::OK
-}
 
-/// One pass over the chain. `None` when every task ended OK; otherwise the
-/// exit code runner ends with.
-fn run_iteration(opts: &Options, events: &Events, run_id: &str, iteration: u64) -> Option<i32> {
-    let mut try_num: u32 = 1;
-    let mut successes = vec![0u64; opts.tasks.len()];
-    let mut i = 0;
-    while i < opts.tasks.len() {
-        if let Some(sig) = signals::cancelled() {
-            return Some(code::SIGNAL_BASE + sig);
+    fn save(&mut self, f: impl FnOnce(&mut Journal) -> std::io::Result<()>) {
+        if let Err(e) = f(self.journal) {
+            logging::warn(&format!("{}: cannot write state: {e}", self.journal.dir.display()));
         }
-        let p = &opts.tasks[i];
+    }
+
+    /// One pass over the chain. `Ok(ran_any)` when every task ended OK (or
+    /// was skipped); `Err(code)` when the run ends.
+    fn iteration(&mut self, pos: &mut Position) -> Result<bool, i32> {
+        let opts = self.opts;
+        let mut ran_any = false;
+        let mut i = 0;
+        while i < opts.tasks.len() {
+            if let Some(sig) = signals::cancelled() {
+                return Err(code::SIGNAL_BASE + sig);
+            }
+            let p = &opts.tasks[i];
+            let file = p.task.file_str.as_str();
+            if pos.done.contains(file) {
+                i += 1;
+                continue;
+            }
+            if self.journal.already_ran(file, p.config.run.value) {
+                logging::debug(&format!("{file}: skipped (run = {}: already succeeded)", p.config.run.value.as_str()));
+                i += 1;
+                continue;
+            }
+            ran_any = true;
+            match self.task(p, pos)? {
+                Step::Next => {
+                    pos.done.insert(file.to_string());
+                    *pos.successes.entry(file.to_string()).or_default() += 1;
+                    i += 1;
+                }
+                Step::Again { restart } => {
+                    pos.try_num += 1;
+                    if restart {
+                        pos.done.clear();
+                        i = 0;
+                    }
+                }
+            }
+        }
+        Ok(ran_any)
+    }
+
+    /// One try of one task: hooks, process, outcome, journal, backoff.
+    fn task(&mut self, p: &Planned, pos: &Position) -> Result<Step, i32> {
+        let opts = self.opts;
         let limits = &p.config.limits;
-        let key = attempt_key(run_id, iteration, &p.task.file, successes[i]);
+        let file = p.task.file_str.as_str();
+        let try_num = pos.try_num;
+        let successes = pos.successes.get(file).copied().unwrap_or(0);
+        let run_id = self.run_id.clone();
+        let key = attempt_key(&run_id, pos.iteration, &p.task.file, successes);
         let attempt = Attempt {
-            task: &p.task.file_str,
+            task: file,
             name: &p.task.name,
             try_num,
             max_tries: limits.max_tries.value,
-            iteration,
-            run_id,
+            iteration: pos.iteration,
+            run_id: &run_id,
             attempt_key: &key,
             started_at: SystemTime::now(),
         };
-        let env = task_env(opts, p, &attempt);
+        self.save(|j| j.task_start(file, try_num, &key));
+        let log = self.open_log(&p.task.file);
+        if let Some((l, _)) = &log {
+            l.note(&format!("{file}: try {try_num} of {}, attempt key {key}", limits.max_tries.value));
+        }
+        let log_path = log.as_ref().map(|(_, path)| path.to_string_lossy().into_owned());
+        let mut env = task_env(opts, p, &attempt);
+        if let Some(path) = &log_path {
+            env.push(("RUNNER_LOG_FILE".into(), path.into()));
+        }
         let what = p.task.path.display().to_string();
         let job = Job {
             argv: command(limits.interpreter.value.as_deref(), p.task.path.as_os_str()),
@@ -94,12 +213,13 @@ fn run_iteration(opts: &Options, events: &Events, run_id: &str, iteration: u64) 
             max_time: limits.max_time.value.limit(),
             kill_grace: limits.kill_grace.value.duration(),
             raw_output: opts.raw_output,
+            log: log.as_ref().map(|(l, _)| l),
         };
         let hooks = &opts.config.runner.hooks;
         let before = hooks::before(&attempt);
-        events.emit("task_start", before.clone());
+        self.events.emit("task_start", before.clone());
         hooks::call(hooks, When::Before, &before, &job);
-        logging::debug(&format!("{}: starting (try {try_num} of {})", p.task.file_str, limits.max_tries.value));
+        logging::debug(&format!("{file}: starting (try {try_num} of {})", limits.max_tries.value));
         let (exit, finished) = match signals::cancelled() {
             Some(sig) => (Exit { cancelled_by: Some(sig), ..Exit::default() }, None),
             None => {
@@ -114,58 +234,157 @@ fn run_iteration(opts: &Options, events: &Events, run_id: &str, iteration: u64) 
             }
             if f.leaked_output {
                 logging::warn(&format!(
-                    "{}: leaked its output: a process it started still holds stdout/stderr; not waiting for it",
-                    p.task.file_str
+                    "{file}: leaked its output: a process it started still holds stdout/stderr; not waiting for it"
                 ));
             }
         }
         drop(finished);
         report(p, result, &exit, try_num);
-        let after = hooks::after(&attempt, result, &exit, None);
+        let delay = (next == Next::Retry).then(|| {
+            outcome::backoff(
+                try_num,
+                limits.sleep_time.value,
+                limits.retry_jitter.value,
+                opts.config.runner.max_sleep_time,
+                rand::random::<f64>(),
+            )
+        });
+        let after = hooks::after(&attempt, result, &exit, log_path.as_deref());
+        let end = match (next, delay) {
+            (Next::Retry, Some(d)) => TaskEnd::Retry {
+                next_try: try_num + 1,
+                at: hooks::timestamp(SystemTime::now() + d),
+                restart: opts.config.runner.retry_from == RetryFrom::Start,
+            },
+            (Next::Halt { code } | Next::Stop { code }, _) if code < code::SIGNAL_BASE => TaskEnd::Final(code),
+            (Next::Continue, _) => match p.config.run.value {
+                RunMode::Once => TaskEnd::Once,
+                RunMode::OncePerBoot => TaskEnd::OncePerBoot,
+                RunMode::Always => TaskEnd::Continue,
+            },
+            _ => TaskEnd::Continue,
+        };
+        let record = TaskRecord {
+            result: result.as_str().into(),
+            exit_code: exit.code,
+            signal: exit.signal,
+            timed_out: exit.timed_out,
+            try_num,
+            duration_s: hooks::millis(exit.duration),
+            finished_at: after.get("finished_at").and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+            log_file: log_path.clone(),
+        };
+        self.save(|j| j.task_end(file, record, end));
         hooks::call(hooks, When::After, &after, &job);
-        events.emit("task_end", after);
+        self.events.emit("task_end", after);
         match next {
-            Next::Continue => {
-                successes[i] += 1;
-                i += 1;
-            }
+            Next::Continue => Ok(Step::Next),
             Next::Retry => {
-                let delay = outcome::backoff(
-                    try_num,
-                    limits.sleep_time.value,
-                    limits.retry_jitter.value,
-                    opts.config.runner.max_sleep_time,
-                    rand::random::<f64>(),
-                );
+                let delay = delay.unwrap_or_default();
                 logging::info(&format!("sleeping {:.3} s before try {}", delay.as_secs_f64(), try_num + 1));
-                events.emit(
+                self.events.emit(
                     "sleep",
                     fields([
                         ("seconds", hooks::millis(delay).into()),
                         ("next_try", (try_num + 1).into()),
-                        ("task", p.task.file_str.as_str().into()),
+                        ("task", file.into()),
                     ]),
                 );
                 if let Some(sig) = signals::sleep(delay) {
-                    return Some(code::SIGNAL_BASE + sig);
+                    return Err(code::SIGNAL_BASE + sig);
                 }
-                try_num += 1;
-                if opts.config.runner.retry_from == RetryFrom::Start {
-                    i = 0;
-                }
+                Ok(Step::Again { restart: opts.config.runner.retry_from == RetryFrom::Start })
             }
             Next::Halt { code } => {
                 if code == code::GAVE_UP {
-                    logging::error(&format!("{}: failed {try_num} tries; giving up", p.task.file_str));
+                    logging::error(&format!("{file}: failed {try_num} tries; giving up"));
                 }
                 let reason = if code == code::GAVE_UP { "max_tries" } else { "halt" };
-                run_halt(opts, events, run_id, iteration, reason);
-                return Some(code);
+                self.halt(pos.iteration, reason);
+                Err(code)
             }
-            Next::Stop { code } => return Some(code),
+            Next::Stop { code } => Err(code),
         }
     }
-    None
+
+    /// The task's log file in this run's folder, and its path.
+    fn open_log(&self, file: &std::ffi::OsStr) -> Option<(LogSink, PathBuf)> {
+        let dir = self.log_dir.as_ref()?;
+        let mut name = file.to_os_string();
+        name.push(".log");
+        let path = dir.join(name);
+        match LogSink::open(&path) {
+            Ok(l) => Some((l, path)),
+            Err(e) => {
+                logging::warn(&format!("{}: cannot open task log: {e}", path.display()));
+                None
+            }
+        }
+    }
+
+    /// Runs the halt task with the global interpreter, `max_time` and
+    /// `kill_grace`. Its exit status never changes runner's.
+    fn halt(&mut self, iteration: u64, reason: &str) {
+        let opts = self.opts;
+        let events = self.events;
+        let halt = &opts.halt_task;
+        let what = halt.display().to_string();
+        events.emit("halt_start", fields([("task", what.as_str().into()), ("reason", reason.into())]));
+        if !halt.exists() {
+            logging::error(&format!("{what}: halt task does not exist; cannot halt"));
+            events.emit("halt_end", fields([("task", what.as_str().into()), ("error", "does not exist".into())]));
+            return;
+        }
+        logging::info(&format!("halting: running {what}"));
+        let limits = &opts.config.runner.limits;
+        let file = halt.file_name().unwrap_or_default().to_os_string();
+        let log = self.open_log(&file);
+        let mut env = opts.env.clone();
+        env.extend([
+            ("RUNNER_TASK_NAME".into(), crate::tasks::task_name(&file.to_string_lossy()).into()),
+            ("RUNNER_TASK".into(), file),
+            ("RUNNER_RUN_ID".into(), self.run_id.as_str().into()),
+            ("RUNNER_ITERATION".into(), iteration.to_string().into()),
+        ]);
+        if let Some((_, path)) = &log {
+            env.push(("RUNNER_LOG_FILE".into(), path.into()));
+        }
+        let job = Job {
+            argv: command(limits.interpreter.value.as_deref(), halt.as_os_str()),
+            env: &env,
+            label: "halt",
+            what: &what,
+            max_time: limits.max_time.value.limit(),
+            kill_grace: limits.kill_grace.value.duration(),
+            raw_output: opts.raw_output,
+            log: log.as_ref().map(|(l, _)| l),
+        };
+        let finished = process::run(&job);
+        let exit = &finished.exit;
+        if let Some(reason) = &exit.spawn_error {
+            logging::error(&format!("halt task: {reason}"));
+        } else if exit.code != Some(0) {
+            logging::warn(&format!("halt task ended with {:?} (signal {:?})", exit.code, exit.signal));
+        }
+        finished.kill_leftovers();
+        events.emit(
+            "halt_end",
+            fields([
+                ("task", what.as_str().into()),
+                ("exit_code", exit.code.into()),
+                ("signal", exit.signal.into()),
+                ("duration_s", hooks::millis(exit.duration).into()),
+            ]),
+        );
+    }
+}
+
+/// What the iteration does after a task's try.
+enum Step {
+    /// The task is done: go on to the next.
+    Next,
+    /// Try again (at the same task, or from the start).
+    Again { restart: bool },
 }
 
 fn report(p: &Planned, result: TaskResult, exit: &Exit, try_num: u32) {
@@ -187,55 +406,6 @@ fn report(p: &Planned, result: TaskResult, exit: &Exit, try_num: u32) {
         TaskResult::Halt | TaskResult::Exit | TaskResult::Cancelled => logging::info(&line),
         TaskResult::Retry => logging::warn(&line),
     }
-}
-
-/// Runs the halt task with the global interpreter, `max_time` and
-/// `kill_grace`. Its exit status never changes runner's.
-pub fn run_halt(opts: &Options, events: &Events, run_id: &str, iteration: u64, reason: &str) {
-    let halt = &opts.halt_task;
-    let what = halt.display().to_string();
-    events.emit("halt_start", fields([("task", what.as_str().into()), ("reason", reason.into())]));
-    if !halt.exists() {
-        logging::error(&format!("{what}: halt task does not exist; cannot halt"));
-        events.emit("halt_end", fields([("task", what.as_str().into()), ("error", "does not exist".into())]));
-        return;
-    }
-    logging::info(&format!("halting: running {}", halt.display()));
-    let limits = &opts.config.runner.limits;
-    let mut env = opts.env.clone();
-    let file = halt.file_name().unwrap_or_default().to_os_string();
-    env.extend([
-        ("RUNNER_TASK_NAME".into(), crate::tasks::task_name(&file.to_string_lossy()).into()),
-        ("RUNNER_TASK".into(), file),
-        ("RUNNER_RUN_ID".into(), run_id.into()),
-        ("RUNNER_ITERATION".into(), iteration.to_string().into()),
-    ]);
-    let job = Job {
-        argv: command(limits.interpreter.value.as_deref(), halt.as_os_str()),
-        env: &env,
-        label: "halt",
-        what: &what,
-        max_time: limits.max_time.value.limit(),
-        kill_grace: limits.kill_grace.value.duration(),
-        raw_output: opts.raw_output,
-    };
-    let finished = process::run(&job);
-    let exit = &finished.exit;
-    if let Some(reason) = &exit.spawn_error {
-        logging::error(&format!("halt task: {reason}"));
-    } else if exit.code != Some(0) {
-        logging::warn(&format!("halt task ended with {:?} (signal {:?})", exit.code, exit.signal));
-    }
-    finished.kill_leftovers();
-    events.emit(
-        "halt_end",
-        fields([
-            ("task", what.as_str().into()),
-            ("exit_code", exit.code.into()),
-            ("signal", exit.signal.into()),
-            ("duration_s", hooks::millis(exit.duration).into()),
-        ]),
-    );
 }
 
 /// `interpreter` words plus the path, or the path alone.

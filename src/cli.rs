@@ -58,6 +58,36 @@ pub struct Cli {
     #[arg(long = "events", value_name = "FILE")]
     pub events: Option<PathBuf>,
 
+    /// Where lock, journal and logs live (default: [runner] state_dir, else
+    /// /var/lib/runner/CHAIN for root, ~/.local/state/runner/CHAIN otherwise)
+    #[arg(long = "state-dir", value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Continue the last run if it did not finish (same run id, iteration,
+    /// try and attempt keys); otherwise start a new run
+    #[arg(long = "resume", conflicts_with = "fresh")]
+    pub resume: bool,
+
+    /// Start a new run even if the last one did not finish
+    #[arg(long = "fresh")]
+    pub fresh: bool,
+
+    /// Wait for the chain lock instead of exiting 75
+    #[arg(long = "wait")]
+    pub wait: bool,
+
+    /// Show what this chain is doing now or did last, and exit
+    #[arg(long = "status")]
+    pub status: bool,
+
+    /// With --status: print JSON
+    #[arg(long = "json")]
+    pub json: bool,
+
+    /// Forget the run-once markers of TASK (file name or name), and exit
+    #[arg(long = "forget", value_name = "TASK")]
+    pub forget: Option<String>,
+
     /// Pass task output through untouched, without the [name] prefix
     #[arg(long = "raw-output")]
     pub raw_output: bool,

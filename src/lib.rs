@@ -17,6 +17,8 @@ pub mod outcome;
 pub mod plan;
 pub mod process;
 pub mod signals;
+pub mod state;
+pub mod status;
 pub mod tasks;
 mod unix;
 
@@ -40,12 +42,44 @@ pub fn run(cli: &Cli) -> Result<i32> {
     for w in &opts.warnings {
         logging::warn(w);
     }
+    let state_dir = state::resolve_dir(
+        cli.state_dir.as_deref().map(options::absolute).as_deref(),
+        opts.config.runner.state_dir.as_deref(),
+        &opts.task_dir,
+    );
+    if cli.status {
+        return status::show(&state_dir, cli.json);
+    }
     let events = events::Events::open(cli.events.as_deref()).map_err(|e| {
         let target = cli.events.as_deref().unwrap_or(std::path::Path::new("-")).display().to_string();
         Error::Usage(format!("--events {target}: {e}"))
     })?;
     signals::install().map_err(|e| Error::Other(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
-    Ok(chain::run(&opts, &events))
+    let mut journal = state::Journal::open(&state_dir, &opts.task_dir, cli.wait)?;
+    if let Some(task) = &cli.forget {
+        return forget(&opts, &mut journal, task);
+    }
+    Ok(chain::run(&opts, &events, &mut journal, cli.resume && !cli.fresh))
+}
+
+/// `--forget TASK`: drop the run-once markers of a task.
+fn forget(opts: &options::Options, journal: &mut state::Journal, word: &str) -> Result<i32> {
+    let file = opts
+        .tasks
+        .iter()
+        .find(|p| p.task.file_str == word)
+        .or_else(|| opts.tasks.iter().find(|p| p.task.name == word))
+        .map(|p| p.task.file_str.clone())
+        .unwrap_or_else(|| word.to_string());
+    let had = journal
+        .forget(&file)
+        .map_err(|e| Error::Other(anyhow::anyhow!("{}: cannot write state: {e}", journal.dir.display())))?;
+    if had {
+        logging::info(&format!("{file}: run-once marker forgotten; it runs again next time"));
+    } else {
+        logging::info(&format!("{file}: had no run-once marker"));
+    }
+    Ok(code::OK)
 }
 
 /// `-g SECTION.KEY`: the raw value and a newline; nothing when the section

@@ -5,11 +5,17 @@
 //! `outcome`'s business; whether leftovers die is the caller's.
 
 use std::ffi::OsString;
+use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::fd::AsFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::time::SystemTime;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
@@ -35,6 +41,8 @@ pub struct Job<'a> {
     pub max_time: Option<Duration>,
     pub kill_grace: Duration,
     pub raw_output: bool,
+    /// The task's log file, a second sink for its output.
+    pub log: Option<&'a LogSink>,
 }
 
 /// The finished child, and its process group, which may still hold
@@ -214,13 +222,80 @@ impl Sink for Terminal {
     }
 }
 
+/// A task's log file: every line with a timestamp, stderr lines marked
+/// `[err]`, stdout lines `[out]`, both streams in arrival order. A write
+/// error (disk full) is warned about once per process and otherwise ignored.
+pub struct LogSink {
+    file: Arc<File>,
+    at_line_start: [bool; 2],
+    buf: Vec<u8>,
+}
+
+static LOG_WRITE_WARNED: AtomicBool = AtomicBool::new(false);
+
+impl LogSink {
+    /// Opens `path` for appending (created 0600).
+    pub fn open(path: &Path) -> io::Result<LogSink> {
+        let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
+        Ok(LogSink { file: Arc::new(file), at_line_start: [true; 2], buf: Vec::new() })
+    }
+
+    /// Another writer on the same file, with its own line state.
+    pub fn share(&self) -> LogSink {
+        LogSink { file: Arc::clone(&self.file), at_line_start: [true; 2], buf: Vec::new() }
+    }
+
+    /// A line from runner itself.
+    pub fn note(&self, text: &str) {
+        let line = format!("{} [runner] {text}\n", crate::hooks::timestamp(SystemTime::now()));
+        self.append(line.as_bytes());
+    }
+
+    fn append(&self, data: &[u8]) {
+        if let Err(e) = (&*self.file).write_all(data)
+            && !LOG_WRITE_WARNED.swap(true, Ordering::Relaxed)
+        {
+            crate::logging::warn(&format!("cannot write task log: {e}; the chain goes on"));
+        }
+    }
+}
+
+impl Sink for LogSink {
+    fn write(&mut self, stream: Stream, data: &[u8]) {
+        let stamp = crate::hooks::timestamp(SystemTime::now());
+        let mark: &[u8] = if stream == Stream::Err { b" [err] " } else { b" [out] " };
+        let start = &mut self.at_line_start[stream as usize];
+        self.buf.clear();
+        for line in data.split_inclusive(|&b| b == b'\n') {
+            if *start {
+                self.buf.extend_from_slice(stamp.as_bytes());
+                self.buf.extend_from_slice(mark);
+            }
+            self.buf.extend_from_slice(line);
+            *start = line.ends_with(b"\n");
+        }
+        let buf = std::mem::take(&mut self.buf);
+        self.append(&buf);
+        self.buf = buf;
+    }
+
+    fn finish(&mut self) {
+        if self.at_line_start.iter().any(|s| !s) {
+            self.append(b"\n");
+        }
+    }
+}
+
 /// Starts the thread that copies the child's stdout and stderr to the sinks,
 /// in arrival order, through one fixed buffer (memory stays flat however
 /// much the child prints). The receiver gets a message when both streams
 /// are closed.
 fn forward_output(child: &mut Child, job: &Job) -> mpsc::Receiver<()> {
     let (done, drained) = mpsc::sync_channel(1);
-    let sinks: Vec<Box<dyn Sink>> = vec![Box::new(Terminal::new(job.label, job.raw_output))];
+    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(Terminal::new(job.label, job.raw_output))];
+    if let Some(log) = job.log {
+        sinks.push(Box::new(log.share()));
+    }
     let streams = (child.stdout.take(), child.stderr.take());
     let spawned = std::thread::Builder::new().name("output".into()).spawn(move || {
         let (Some(out), Some(err)) = streams else {

@@ -34,7 +34,7 @@ Key = second
 fn bad_value_names_file_line_key_and_value() {
     let ran = Test::new().config("[runner]\nmax_tries = five\n").traced("a", 0).status(78);
     let cfg = ran.test.config_path().display().to_string();
-    ran.stderr_has(&format!("{cfg}:6: bad value for 'max_tries' in [runner]: 'five'"));
+    ran.stderr_has(&format!("{cfg}:7: bad value for 'max_tries' in [runner]: 'five'"));
     assert!(ran.trace().is_empty());
 }
 
@@ -56,7 +56,7 @@ fn bad_values_of_every_kind() {
     ] {
         let ran = Test::new().config(&format!("[runner]\n{bad}\n")).traced("a", 0).run();
         assert_eq!(ran.code(), 78, "{bad}\n{}", ran.describe());
-        assert!(ran.stderr().contains("runner.cfg:6:"), "{bad}\n{}", ran.describe());
+        assert!(ran.stderr().contains("runner.cfg:7:"), "{bad}\n{}", ran.describe());
         assert!(!ran.stderr().contains("panicked"), "{bad}");
     }
 }

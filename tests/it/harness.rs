@@ -32,7 +32,7 @@ impl Test {
         std::fs::create_dir(tmp.path().join("tasks.d")).expect("tasks.d");
         Test {
             tmp,
-            config: "[runner]\nsleep_time = 0\nretry_jitter = 0\n".into(),
+            config: "[runner]\nsleep_time = 0\nretry_jitter = 0\nstate_dir = state\n".into(),
             args: Vec::new(),
             raw_args: None,
             envs: Vec::new(),
@@ -115,7 +115,7 @@ impl Test {
         let mut cmd = Command::cargo_bin("runner").expect("binary");
         cmd.current_dir(self.tmp.path());
         cmd.env("TRACE", self.tmp.path().join("trace"));
-        cmd.env_remove("XDG_STATE_HOME");
+        cmd.env("XDG_STATE_HOME", self.tmp.path().join("xdg-state"));
         cmd.timeout(Duration::from_secs(60));
         for (k, v) in &self.envs {
             cmd.env(k, v);
