@@ -429,9 +429,10 @@ fn task_env(opts: &Options, p: &Planned, a: &Attempt) -> Vec<(OsString, OsString
     env
 }
 
-/// A new run id: UTC start time (sortable) and 64 random bits.
+/// A new run id: UTC start time to the microsecond (so ids sort in start
+/// order) and 64 random bits: `20261127T081500.123456Z-1f2e…`.
 pub fn new_run_id() -> String {
-    let stamp: String = humantime::format_rfc3339_seconds(SystemTime::now())
+    let stamp: String = humantime::format_rfc3339_micros(SystemTime::now())
         .to_string()
         .chars()
         .filter(|c| !matches!(c, '-' | ':'))

@@ -227,7 +227,8 @@ impl Sink for Terminal {
 /// error (disk full) is warned about once per process and otherwise ignored.
 pub struct LogSink {
     file: Arc<File>,
-    at_line_start: [bool; 2],
+    /// The last line written is unfinished, and came from this stream.
+    open_line: Option<Stream>,
     buf: Vec<u8>,
 }
 
@@ -237,12 +238,12 @@ impl LogSink {
     /// Opens `path` for appending (created 0600).
     pub fn open(path: &Path) -> io::Result<LogSink> {
         let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
-        Ok(LogSink { file: Arc::new(file), at_line_start: [true; 2], buf: Vec::new() })
+        Ok(LogSink { file: Arc::new(file), open_line: None, buf: Vec::new() })
     }
 
     /// Another writer on the same file, with its own line state.
     pub fn share(&self) -> LogSink {
-        LogSink { file: Arc::clone(&self.file), at_line_start: [true; 2], buf: Vec::new() }
+        LogSink { file: Arc::clone(&self.file), open_line: None, buf: Vec::new() }
     }
 
     /// A line from runner itself.
@@ -264,15 +265,20 @@ impl Sink for LogSink {
     fn write(&mut self, stream: Stream, data: &[u8]) {
         let stamp = crate::hooks::timestamp(SystemTime::now());
         let mark: &[u8] = if stream == Stream::Err { b" [err] " } else { b" [out] " };
-        let start = &mut self.at_line_start[stream as usize];
         self.buf.clear();
+        // The other stream's unfinished line ends here; this one continues
+        // its own unfinished line.
+        if self.open_line.is_some_and(|s| s != stream) {
+            self.buf.push(b'\n');
+            self.open_line = None;
+        }
         for line in data.split_inclusive(|&b| b == b'\n') {
-            if *start {
+            if self.open_line.is_none() {
                 self.buf.extend_from_slice(stamp.as_bytes());
                 self.buf.extend_from_slice(mark);
             }
             self.buf.extend_from_slice(line);
-            *start = line.ends_with(b"\n");
+            self.open_line = (!line.ends_with(b"\n")).then_some(stream);
         }
         let buf = std::mem::take(&mut self.buf);
         self.append(&buf);
@@ -280,7 +286,7 @@ impl Sink for LogSink {
     }
 
     fn finish(&mut self) {
-        if self.at_line_start.iter().any(|s| !s) {
+        if self.open_line.take().is_some() {
             self.append(b"\n");
         }
     }
@@ -344,4 +350,30 @@ fn pump(mut out: impl Read + AsFd, mut err: impl Read + AsFd, mut sinks: Vec<Box
         }
     }
     sinks.iter_mut().for_each(|s| s.finish());
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn log_sink_marks_streams_and_survives_a_full_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.log");
+        let mut log = LogSink::open(&path).unwrap();
+        log.write(Stream::Out, b"one\ntw");
+        log.write(Stream::Err, b"err\n");
+        log.write(Stream::Out, b"o\n");
+        log.finish();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let lines: Vec<&str> = text.lines().map(|l| l.split_once(' ').map_or("", |(_, rest)| rest)).collect();
+        assert_eq!(lines, ["[out] one", "[out] tw", "[err] err", "[out] o"]);
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+
+        let mut full = LogSink::open(Path::new("/dev/full")).unwrap();
+        full.write(Stream::Out, b"no space\n");
+        full.write(Stream::Out, b"still no space\n");
+        assert!(LOG_WRITE_WARNED.load(Ordering::Relaxed));
+    }
 }

@@ -152,7 +152,37 @@ impl Test {
     /// Runs runner and returns what it did.
     pub fn run(self) -> Ran {
         let output = self.command().output().expect("run runner");
-        Ran { output, test: self }
+        Ran { output, test: self, trace_dir: None }
+    }
+
+    /// Runs runner again on the same directory (default arguments plus
+    /// `extra`), keeping this `Test` for more runs.
+    pub fn run_more_with(&self, extra: &[&str]) -> Ran {
+        let mut cmd = Command::cargo_bin("runner").expect("binary");
+        std::fs::write(self.config_path(), &self.config).expect("write config");
+        cmd.current_dir(self.tmp.path())
+            .env("TRACE", self.tmp.path().join("trace"))
+            .env("XDG_STATE_HOME", self.tmp.path().join("xdg-state"))
+            .timeout(Duration::from_secs(60))
+            .arg("-c")
+            .arg(self.config_path())
+            .args(["-n", "1"])
+            .args(&self.args)
+            .args(extra)
+            .arg(self.tasks_dir());
+        let output = cmd.output().expect("run runner");
+        let copy = Test {
+            tmp: tempfile::tempdir().expect("tempdir"),
+            config: String::new(),
+            args: vec![],
+            raw_args: None,
+            envs: vec![],
+        };
+        Ran { output, test: copy, trace_dir: Some(self.tmp.path().to_path_buf()) }
+    }
+
+    pub fn run_more(&self) -> Ran {
+        self.run_more_with(&[])
     }
 
     /// Runs runner and asserts its exit code.
@@ -203,6 +233,8 @@ impl Drop for Running {
 pub struct Ran {
     pub output: Output,
     pub test: Test,
+    /// Where the trace is, when not in `test` (runs made with `run_more`).
+    trace_dir: Option<PathBuf>,
 }
 
 impl Ran {
@@ -220,7 +252,8 @@ impl Ran {
     }
     /// Lines the tasks appended to `$TRACE`.
     pub fn trace(&self) -> Vec<String> {
-        std::fs::read_to_string(self.test.path().join("trace")).unwrap_or_default().lines().map(String::from).collect()
+        let dir = self.trace_dir.clone().unwrap_or_else(|| self.test.path().to_path_buf());
+        std::fs::read_to_string(dir.join("trace")).unwrap_or_default().lines().map(String::from).collect()
     }
     pub fn read(&self, rel: &str) -> String {
         std::fs::read_to_string(self.test.path().join(rel)).unwrap_or_default()

@@ -6,6 +6,7 @@ mod harness;
 
 mod cli;
 mod config;
+mod crash;
 mod demo;
 mod discovery;
 mod env;
@@ -15,4 +16,5 @@ mod order;
 mod output;
 mod protocol;
 mod signals;
+mod state;
 mod timeout;
