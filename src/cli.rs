@@ -11,6 +11,9 @@ Examples:
   runner -c runner.cfg -n 3 -H tasks.d         three iterations, then the halt task
   runner -c runner.cfg                         TASKDIR from [runner] task_dir
   runner -c runner.cfg -g hg.remote            print one config value (for tasks)
+  runner -c runner.cfg --check tasks.d         validate everything, run nothing
+  runner -c runner.cfg --dry-run tasks.d       show the plan and where each setting came from
+  runner -c runner.cfg --status tasks.d        what the chain is doing now or did last
 
 Exit status: 0 done, 1 gave up after max_tries, 2 a task asked to halt,
 3 a task asked to stop, 64 usage error, 75 chain locked, 78 configuration
@@ -80,13 +83,27 @@ pub struct Cli {
     #[arg(long = "status")]
     pub status: bool,
 
-    /// With --status: print JSON
+    /// Validate the configuration and task directory, report every problem,
+    /// run nothing (exit 78 on any error)
+    #[arg(long = "check")]
+    pub check: bool,
+
+    /// Print the plan (tasks in run order, effective settings and where they
+    /// came from, skipped files), run nothing
+    #[arg(long = "dry-run")]
+    pub dry_run: bool,
+
+    /// With --status or --dry-run: print JSON
     #[arg(long = "json")]
     pub json: bool,
 
     /// Forget the run-once markers of TASK (file name or name), and exit
     #[arg(long = "forget", value_name = "TASK")]
     pub forget: Option<String>,
+
+    /// Run as root even with files writable by others (loudly)
+    #[arg(long = "allow-insecure")]
+    pub allow_insecure: bool,
 
     /// Pass task output through untouched, without the [name] prefix
     #[arg(long = "raw-output")]

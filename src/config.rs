@@ -11,7 +11,8 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::{Error, Result};
+pub use crate::error::Diag;
+use crate::error::Error;
 use crate::ini::{Entry, Ini, Loc, Section};
 
 /// Largest number of seconds accepted anywhere (about 136 years): keeps
@@ -166,13 +167,22 @@ impl Default for Runner {
 /// Problems found while validating, each one line.
 #[derive(Debug, Default)]
 pub struct Diags {
-    pub errors: Vec<String>,
-    pub warnings: Vec<String>,
+    pub errors: Vec<Diag>,
+    pub warnings: Vec<Diag>,
 }
 
 impl Diags {
-    pub fn into_result(self) -> Result<Vec<String>> {
-        if self.errors.is_empty() { Ok(self.warnings) } else { Err(Error::Config(self.errors)) }
+    pub fn error(&mut self, at: impl ToString, msg: impl Into<String>) {
+        self.errors.push(Diag { at: at.to_string(), msg: msg.into() });
+    }
+
+    pub fn warn(&mut self, at: impl ToString, msg: impl Into<String>) {
+        self.warnings.push(Diag { at: at.to_string(), msg: msg.into() });
+    }
+
+    /// The errors as runner's configuration error (exit 78).
+    pub fn to_error(&self) -> Error {
+        Error::Config(self.errors.iter().map(Diag::to_string).collect())
     }
 }
 
@@ -198,28 +208,28 @@ pub struct Config {
 
 /// Reads the config file and the files of its `include_dir`.
 /// No path means built-in defaults (an empty INI).
-pub fn load_ini(path: Option<&Path>) -> Result<Ini> {
+pub fn load_ini(path: Option<&Path>) -> std::result::Result<Ini, Diag> {
     let mut ini = Ini::default();
     let Some(path) = path else { return Ok(ini) };
-    ini.merge_file(path).map_err(Error::config)?;
+    ini.merge_file(path)?;
     if let Some(entry) = ini.get("runner", "include_dir").cloned() {
         let dir = relative_to_file(path, &entry.value);
         let names = crate::tasks::list_dir(&dir).map_err(|e| {
-            Error::config(format!(
-                "{}: include_dir '{}': cannot read {}: {e}",
-                ini.at(entry.loc),
-                entry.value,
-                dir.display()
-            ))
+            Diag::new(ini.at(entry.loc), format!("include_dir '{}': cannot read {}: {e}", entry.value, dir.display()))
         })?;
         for name in names {
             let file = dir.join(&name);
             if file.is_file() {
-                ini.merge_file(&file).map_err(Error::config)?;
+                ini.merge_file(&file)?;
             }
         }
     }
     Ok(ini)
+}
+
+/// The include files `load_ini` read, for the safety rule.
+pub fn include_files(ini: &Ini) -> &[PathBuf] {
+    ini.files.get(1..).unwrap_or_default()
 }
 
 /// A path from a config value: relative ones resolve against the directory
@@ -240,12 +250,14 @@ impl Config {
         if let Some(section) = ini.section("runner") {
             for e in &section.entries {
                 if !RUNNER_KEYS.contains(&e.key.as_str()) {
-                    diags.warnings.push(format!(
-                        "{}: unknown key '{}' in [runner]; did you mean '{}'?",
+                    diags.warn(
                         ini.at(e.loc),
-                        e.key,
-                        nearest(&e.key, RUNNER_KEYS)
-                    ));
+                        format!(
+                            "unknown key '{}' in [runner]; did you mean '{}'?",
+                            e.key,
+                            nearest(&e.key, RUNNER_KEYS)
+                        ),
+                    );
                 }
             }
         }
@@ -337,13 +349,10 @@ impl<'a> Validator<'a> {
     }
 
     fn bad(&mut self, e: &Entry, expected: &str) {
-        self.diags.errors.push(format!(
-            "{}: bad value for '{}' in [{}]: '{}' ({expected})",
+        self.diags.error(
             self.ini.at(e.loc),
-            e.key,
-            self.section,
-            e.value
-        ));
+            format!("bad value for '{}' in [{}]: '{}' ({expected})", e.key, self.section, e.value),
+        );
     }
 
     fn val<T>(&self, e: &Entry, value: T) -> Val<T> {

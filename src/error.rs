@@ -73,4 +73,32 @@ impl From<anyhow::Error> for Error {
     }
 }
 
+/// One problem: where (`file:line`, a path, or nothing) and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diag {
+    pub at: String,
+    pub msg: String,
+}
+
+impl Diag {
+    pub fn new(at: impl ToString, msg: impl Into<String>) -> Diag {
+        Diag { at: at.to_string(), msg: msg.into() }
+    }
+
+    /// `at: severity: msg`, as `--check` prints it.
+    pub fn with_severity(&self, severity: &str) -> String {
+        if self.at.is_empty() {
+            format!("{severity}: {}", self.msg)
+        } else {
+            format!("{}: {severity}: {}", self.at, self.msg)
+        }
+    }
+}
+
+impl std::fmt::Display for Diag {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if self.at.is_empty() { write!(f, "{}", self.msg) } else { write!(f, "{}: {}", self.at, self.msg) }
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;

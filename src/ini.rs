@@ -9,6 +9,8 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::Diag;
+
 /// Where a key was set: index into [`Ini::files`] and a 1-based line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Loc {
@@ -58,16 +60,16 @@ pub struct Ini {
 impl Ini {
     /// Reads `path` and merges it over what is already loaded.
     /// The error is one line naming the file (and line).
-    pub fn merge_file(&mut self, path: &Path) -> Result<(), String> {
-        let bytes = std::fs::read(path).map_err(|e| format!("{}: cannot read: {e}", path.display()))?;
+    pub fn merge_file(&mut self, path: &Path) -> Result<(), Diag> {
+        let bytes = std::fs::read(path).map_err(|e| Diag::new(path.display(), format!("cannot read: {e}")))?;
         self.merge_bytes(path, &bytes)
     }
 
     /// Merges `bytes`, read from `path`, over what is already loaded.
-    pub fn merge_bytes(&mut self, path: &Path, bytes: &[u8]) -> Result<(), String> {
+    pub fn merge_bytes(&mut self, path: &Path, bytes: &[u8]) -> Result<(), Diag> {
         let text = std::str::from_utf8(bytes).map_err(|e| {
             let line = 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
-            format!("{}:{line}: invalid UTF-8", path.display())
+            Diag::new(format!("{}:{line}", path.display()), "invalid UTF-8")
         })?;
         let opt = ini::ParseOption {
             enabled_quote: false,
@@ -76,7 +78,7 @@ impl Ini {
             enabled_preserve_key_leading_whitespace: false,
         };
         let parsed = ini::Ini::load_from_str_opt(text, opt)
-            .map_err(|e| format!("{}:{}: {}", path.display(), e.line.max(1), e.msg))?;
+            .map_err(|e| Diag::new(format!("{}:{}", path.display(), e.line.max(1)), e.msg.to_string()))?;
         let lines = LineIndex::new(text);
         let file = self.files.len();
         self.files.push(path.to_path_buf());
@@ -84,7 +86,10 @@ impl Ini {
             let Some(name) = name else {
                 if let Some((key, _)) = props.iter().next() {
                     let line = lines.key_line(None, key).unwrap_or(1);
-                    return Err(format!("{}:{line}: key '{key}' comes before any [section] header", path.display()));
+                    return Err(Diag::new(
+                        format!("{}:{line}", path.display()),
+                        format!("key '{key}' comes before any [section] header"),
+                    ));
                 }
                 continue;
             };
@@ -191,7 +196,7 @@ mod tests {
 
     fn load(text: &str) -> Result<Ini, String> {
         let mut ini = Ini::default();
-        ini.merge_bytes(Path::new("t.cfg"), text.as_bytes())?;
+        ini.merge_bytes(Path::new("t.cfg"), text.as_bytes()).map_err(|d| d.to_string())?;
         Ok(ini)
     }
 
@@ -246,7 +251,7 @@ mod tests {
 
     #[test]
     fn errors_name_file_and_line() {
-        let e = Ini::default().merge_bytes(Path::new("t.cfg"), b"[a]\nx = 1\n\xff\n").unwrap_err();
+        let e = Ini::default().merge_bytes(Path::new("t.cfg"), b"[a]\nx = 1\n\xff\n").unwrap_err().to_string();
         assert_eq!(e, "t.cfg:3: invalid UTF-8");
         let e = load("x = 1\n[a]\n").unwrap_err();
         assert_eq!(e, "t.cfg:1: key 'x' comes before any [section] header");

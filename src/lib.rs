@@ -16,6 +16,8 @@ pub mod options;
 pub mod outcome;
 pub mod plan;
 pub mod process;
+pub mod report;
+pub mod safety;
 pub mod signals;
 pub mod state;
 pub mod status;
@@ -38,6 +40,9 @@ pub fn run(cli: &Cli) -> Result<i32> {
     if let Some(key) = &cli.get {
         return get(cli, key);
     }
+    if cli.check {
+        return report::check(cli);
+    }
     let opts = options::resolve(cli)?;
     for w in &opts.warnings {
         logging::warn(w);
@@ -49,6 +54,9 @@ pub fn run(cli: &Cli) -> Result<i32> {
     );
     if cli.status {
         return status::show(&state_dir, cli.json);
+    }
+    if cli.dry_run {
+        return report::dry_run(cli, &opts, &state_dir);
     }
     let events = events::Events::open(cli.events.as_deref()).map_err(|e| {
         let target = cli.events.as_deref().unwrap_or(std::path::Path::new("-")).display().to_string();
@@ -89,7 +97,7 @@ fn get(cli: &Cli, key: &str) -> Result<i32> {
         return Err(Error::Usage(format!("-g takes SECTION.KEY, got '{key}'")));
     };
     let path = cli.config.as_deref().map(options::absolute);
-    let ini = config::load_ini(path.as_deref())?;
+    let ini = config::load_ini(path.as_deref()).map_err(|d| Error::config(d.to_string()))?;
     if let Some(entry) = ini.get(section, key) {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{}", entry.value);

@@ -8,9 +8,10 @@ use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
 use crate::cli::Cli;
-use crate::config::{self, Config, Diags, TaskConfig};
-use crate::error::{Error, Result};
+use crate::config::{self, Config, Diag, Diags, TaskConfig};
+use crate::error::Result;
 use crate::plan;
+use crate::safety::Safety;
 use crate::tasks::{self, Lookup, NameIndex, SkipReason, Skipped, Task};
 
 /// A task of the chain with its effective configuration.
@@ -44,62 +45,102 @@ pub fn absolute(p: &Path) -> PathBuf {
     std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
-/// Reads and validates everything; every problem at once.
+/// Reads and validates everything and fails with every configuration
+/// error at once (exit 78).
 pub fn resolve(cli: &Cli) -> Result<Options> {
-    let config_path = cli.config.as_deref().map(absolute);
-    let ini = config::load_ini(config_path.as_deref())?;
     let mut diags = Diags::default();
-    let config = Config::from_ini(ini, config_path.clone(), &mut diags);
+    match inspect(cli, &mut diags, false) {
+        Some(opts) if diags.errors.is_empty() => Ok(opts),
+        _ => Err(diags.to_error()),
+    }
+}
+
+/// Reads and validates everything, reporting every problem into `diags`.
+/// `None` when it could not get as far as a task list. With `strict`
+/// (`--check`), an interpreter that is not found is an error, not a
+/// warning.
+pub fn inspect(cli: &Cli, diags: &mut Diags, strict: bool) -> Option<Options> {
+    let config_path = cli.config.as_deref().map(absolute);
+    let ini = match config::load_ini(config_path.as_deref()) {
+        Ok(ini) => ini,
+        Err(d) => {
+            diags.errors.push(d);
+            return None;
+        }
+    };
+    let mut safety = Safety::new(cli.allow_insecure);
+    if cli.allow_insecure && safety.enabled() {
+        diags.warn("", "--allow-insecure: files writable by others will be run as root");
+    }
+    if let Some(p) = &config_path {
+        safety.file(p, "config file", diags);
+    }
+    for f in config::include_files(&ini) {
+        safety.file(f, "include file", diags);
+    }
+    let config = Config::from_ini(ini, config_path.clone(), diags);
 
     let task_dir = match (&cli.taskdir, &config.runner.task_dir) {
         (Some(d), _) => absolute(d),
         (None, Some(d)) => d.clone(),
         (None, None) => {
-            diags.errors.push("missing TASKDIR: give it on the command line or as [runner] task_dir".into());
-            return Err(Error::Config(diags.errors));
+            diags.error("", "missing TASKDIR: give it on the command line or as [runner] task_dir");
+            return None;
         }
     };
-    match std::fs::metadata(&task_dir) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => diags.errors.push(format!("{}: TASKDIR is not a directory", task_dir.display())),
-        Err(e) => diags.errors.push(format!("{}: cannot read TASKDIR: {e}", task_dir.display())),
-    }
-    if !diags.errors.is_empty() {
-        return Err(Error::Config(diags.errors));
-    }
-    let (candidates, mut skipped) = tasks::discover(&task_dir, &config.runner.halt_task)
-        .map_err(|e| Error::config(format!("{}: cannot read TASKDIR: {e}", task_dir.display())))?;
+    let (candidates, mut skipped) = match std::fs::metadata(&task_dir) {
+        Ok(m) if m.is_dir() => match tasks::discover(&task_dir, &config.runner.halt_task) {
+            Ok(found) => found,
+            Err(e) => {
+                diags.error(task_dir.display(), format!("cannot read TASKDIR: {e}"));
+                return None;
+            }
+        },
+        Ok(_) => {
+            diags.error(task_dir.display(), "TASKDIR is not a directory");
+            return None;
+        }
+        Err(e) => {
+            diags.error(task_dir.display(), format!("cannot read TASKDIR: {e}"));
+            return None;
+        }
+    };
+    safety.dir(&task_dir, "task directory", diags);
 
     // Sections are matched against every candidate, so that a section for a
     // non-executable file can still give it an interpreter.
     let index = NameIndex::new(&candidates);
-    let sections = index.sections(&config.ini, &candidates, &mut diags);
+    let sections = index.sections(&config.ini, &candidates, diags);
     let mut planned = Vec::new();
     for (task, secs) in candidates.into_iter().zip(sections) {
-        let tc = config.task_config(&secs, &mut diags);
+        let tc = config.task_config(&secs, diags);
         if !task.executable && tc.limits.interpreter.value.is_none() {
-            diags.warnings.push(format!("{}: not executable and no interpreter applies; skipped", task.path.display()));
+            diags.warn(task.path.display(), "not executable and no interpreter applies; skipped");
             skipped.push((task.file, SkipReason::NotExecutable));
             continue;
         }
+        safety.file(&task.path, "task", diags);
         planned.push(Planned { task, config: tc });
     }
     skipped.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
 
-    let order = order_tasks(&planned, &mut diags);
+    let order = order_tasks(&planned, diags);
     let tasks: Vec<Planned> = order.into_iter().map(|i| planned[i].clone()).collect();
 
     let halt_task = task_dir.join(&config.runner.halt_task);
-    if !halt_task.exists() {
-        diags.warnings.push(format!("{}: halt task does not exist; halting will fail", halt_task.display()));
+    if halt_task.exists() {
+        safety.file(&halt_task, "halt task", diags);
+    } else {
+        diags.warn(halt_task.display(), "halt task does not exist; halting will fail");
     }
+    check_programs(&config, &tasks, &mut safety, diags, strict);
     let times = cli.times.or(config.runner.times).filter(|&n| n > 0);
     if cli.halt_after && times.is_none() {
-        diags.warnings.push("-H/--halt-after has no effect without -n or [runner] times".into());
+        diags.warn("", "-H/--halt-after has no effect without -n or [runner] times");
     }
-    let env = environment(&config, &mut diags);
-    let warnings = diags.into_result()?;
-    Ok(Options {
+    let env = environment(&config, diags);
+    let warnings = diags.warnings.iter().map(Diag::to_string).collect();
+    Some(Options {
         config,
         task_dir,
         tasks,
@@ -113,38 +154,82 @@ pub fn resolve(cli: &Cli) -> Result<Options> {
     })
 }
 
-/// Resolves `depends_on` words to tasks and plans the order. On a problem,
-/// reports it and falls back to name order so that checking can go on.
+/// Interpreters and hook programs: found on disk (or in PATH), and, when
+/// given as a path, safe.
+fn check_programs(config: &Config, tasks: &[Planned], safety: &mut Safety, diags: &mut Diags, strict: bool) {
+    let mut interpreters: Vec<&[String]> = Vec::new();
+    if let Some(i) = &config.runner.limits.interpreter.value {
+        interpreters.push(i);
+    }
+    for p in tasks {
+        if let Some(i) = &p.config.limits.interpreter.value
+            && !interpreters.contains(&i.as_slice())
+        {
+            interpreters.push(i);
+        }
+    }
+    for words in interpreters {
+        if find_program(&words[0]).is_none() {
+            let msg = format!("interpreter '{}' not found", words[0]);
+            if strict { diags.error("", msg) } else { diags.warn("", msg) }
+        }
+    }
+    let hooks = &config.runner.hooks;
+    for (key, words) in [("task_hook", &hooks.task), ("pre_task_hook", &hooks.pre), ("post_task_hook", &hooks.post)] {
+        let Some(words) = words else { continue };
+        match find_program(&words[0]) {
+            None => diags.warn("", format!("{key} program '{}' not found", words[0])),
+            Some(path) if words[0].contains('/') => safety.file(&path, key, diags),
+            Some(_) => {}
+        }
+    }
+}
+
+/// The program a command word names: a path as is, a bare name through PATH.
+pub fn find_program(word: &str) -> Option<PathBuf> {
+    let executable = |p: &Path| {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+    };
+    if word.contains('/') {
+        let p = PathBuf::from(word);
+        return executable(&p).then_some(p);
+    }
+    let path = std::env::var_os("PATH")?;
+    std::env::split_paths(&path).map(|d| d.join(word)).find(|p| executable(p))
+}
+
+/// Resolves `depends_on` words to tasks and plans the order. Unknown or
+/// ambiguous dependencies are reported and left out, so that a cycle among
+/// the others is still found; on a cycle, the order falls back to name order
+/// so that checking can go on.
 fn order_tasks(planned: &[Planned], diags: &mut Diags) -> Vec<usize> {
     let tasks: Vec<Task> = planned.iter().map(|p| p.task.clone()).collect();
     let index = NameIndex::new(&tasks);
     let mut deps = vec![Vec::new(); planned.len()];
-    let mut ok = true;
     for (i, p) in planned.iter().enumerate() {
         let at = p.config.depends_loc.clone().unwrap_or_default();
         for word in &p.config.depends_on {
             match index.lookup(word) {
                 Lookup::One(j) if j == i => {
-                    diags.warnings.push(format!("{at}: {} depends on itself; ignored", p.task.file_str));
+                    diags.warn(&at, format!("{} depends on itself; ignored", p.task.file_str));
                 }
                 Lookup::One(j) => deps[i].push(j),
                 Lookup::Shared(ids) => {
-                    ok = false;
-                    diags.errors.push(format!(
-                        "{at}: {} depends on '{word}', which is ambiguous: it names {}; use the file name",
-                        p.task.file_str,
-                        index.files(&tasks, &ids)
-                    ));
+                    diags.error(
+                        &at,
+                        format!(
+                            "{} depends on '{word}', which is ambiguous: it names {}; use the file name",
+                            p.task.file_str,
+                            index.files(&tasks, &ids)
+                        ),
+                    );
                 }
                 Lookup::None => {
-                    ok = false;
-                    diags.errors.push(format!("{at}: {} depends on '{word}', which is not a task", p.task.file_str));
+                    diags.error(&at, format!("{} depends on '{word}', which is not a task", p.task.file_str));
                 }
             }
         }
-    }
-    if !ok {
-        return (0..planned.len()).collect();
     }
     match plan::order(&deps) {
         Ok(order) => order,
@@ -155,7 +240,7 @@ fn order_tasks(planned: &[Planned], diags: &mut Diags) -> Vec<usize> {
                 shown.push_str(&format!(" -> {first}"));
             }
             let at = cycle.first().and_then(|&i| planned[i].config.depends_loc.clone()).unwrap_or_default();
-            diags.errors.push(format!("{at}: dependency cycle: {shown}"));
+            diags.error(at, format!("dependency cycle: {shown}"));
             (0..planned.len()).collect()
         }
     }
@@ -174,10 +259,13 @@ fn environment(config: &Config, diags: &mut Diags) -> Vec<(OsString, OsString)> 
         cmd.push(path);
     }
     if spaced {
-        diags.warnings.push(format!(
-            "RUNNER_CONFIG_CMD ({}) has a path with white space; tasks must not use it unquoted",
-            cmd.to_string_lossy()
-        ));
+        diags.warn(
+            "",
+            format!(
+                "RUNNER_CONFIG_CMD ({}) has a path with white space; tasks must not use it unquoted",
+                cmd.to_string_lossy()
+            ),
+        );
     }
     env.push(("RUNNER_CONFIG_CMD".into(), cmd));
     env

@@ -201,11 +201,14 @@ impl NameIndex {
             }
             if let Some(ids) = self.by_name.get(&s.name) {
                 if ids.len() > 1 {
-                    diags.errors.push(format!(
-                        "{at}: section [{}] is ambiguous: it names {}; use the file name as the section name",
-                        s.name,
-                        self.files(tasks, ids)
-                    ));
+                    diags.error(
+                        &at,
+                        format!(
+                            "section [{}] is ambiguous: it names {}; use the file name as the section name",
+                            s.name,
+                            self.files(tasks, ids)
+                        ),
+                    );
                 } else {
                     by_name[ids[0]].push(s);
                 }
@@ -213,10 +216,13 @@ impl NameIndex {
             }
             if let Some(ids) = self.by_reference.get(&s.name) {
                 for &i in ids {
-                    diags.warnings.push(format!(
-                        "{at}: section [{}] uses mozilla/build-runner's mangled name of {}; rename it to [{}]",
-                        s.name, tasks[i].file_str, tasks[i].name
-                    ));
+                    diags.warn(
+                        &at,
+                        format!(
+                            "section [{}] uses mozilla/build-runner's mangled name of {}; rename it to [{}]",
+                            s.name, tasks[i].file_str, tasks[i].name
+                        ),
+                    );
                     by_ref[i].push(s);
                 }
             }

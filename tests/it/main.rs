@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod check;
 mod cli;
 mod config;
 mod crash;
@@ -11,6 +12,7 @@ mod demo;
 mod discovery;
 mod env;
 mod events;
+mod fuzz;
 mod hooks;
 mod order;
 mod output;
