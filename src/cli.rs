@@ -105,6 +105,10 @@ pub struct Cli {
     #[arg(long = "allow-insecure")]
     pub allow_insecure: bool,
 
+    /// Write the man page and shell completions into DIR (for packaging)
+    #[arg(long = "generate-assets", value_name = "DIR", hide = true)]
+    pub generate_assets: Option<PathBuf>,
+
     /// Pass task output through untouched, without the [name] prefix
     #[arg(long = "raw-output")]
     pub raw_output: bool,

@@ -4,6 +4,7 @@
 //! [`run`] is the whole program: answer `-g`, or resolve the options, start
 //! the signal thread and run the chain.
 
+pub mod assets;
 pub mod chain;
 pub mod cli;
 pub mod config;
@@ -37,6 +38,10 @@ pub fn run(cli: &Cli) -> Result<i32> {
         _ => logging::Level::Info,
     };
     logging::init(level, cli.syslog);
+    if let Some(dir) = &cli.generate_assets {
+        assets::generate(dir).map_err(|e| Error::Other(anyhow::anyhow!("{}: {e}", dir.display())))?;
+        return Ok(code::OK);
+    }
     if let Some(key) = &cli.get {
         return get(cli, key);
     }

@@ -4,6 +4,7 @@
 
 mod harness;
 
+mod assets;
 mod check;
 mod cli;
 mod config;

@@ -1,0 +1,52 @@
+//! The man page and completions are generated from the clap definitions
+//! (`--generate-assets DIR`), so every flag is in them.
+
+use crate::harness::*;
+
+#[test]
+fn generated_man_page_and_completions_cover_every_flag() {
+    let t = Test::new();
+    let dir = t.path().join("assets");
+    let d = dir.display().to_string();
+    let _ran = t.raw_args(["--generate-assets", &d]).status(0);
+    let man = std::fs::read_to_string(dir.join("runner.1")).expect("man page");
+    for section in [
+        ".TH runner 1",
+        ".SH NAME",
+        ".SH SYNOPSIS",
+        ".SH OPTIONS",
+        ".SH \"EXIT STATUS\"",
+        ".SH FILES",
+        ".SH ENVIRONMENT",
+    ] {
+        assert!(man.contains(section), "man page lacks {section}");
+    }
+    let bash = std::fs::read_to_string(dir.join("runner.bash")).expect("bash");
+    let zsh = std::fs::read_to_string(dir.join("_runner")).expect("zsh");
+    let fish = std::fs::read_to_string(dir.join("runner.fish")).expect("fish");
+    for flag in [
+        "config",
+        "get",
+        "times",
+        "halt-after",
+        "syslog",
+        "events",
+        "state-dir",
+        "resume",
+        "fresh",
+        "wait",
+        "status",
+        "check",
+        "dry-run",
+        "json",
+        "forget",
+        "allow-insecure",
+        "raw-output",
+    ] {
+        assert!(man.contains(&format!("\\-\\-{}", flag.replace('-', "\\-"))), "man page lacks --{flag}");
+        assert!(bash.contains(&format!("--{flag}")), "bash lacks --{flag}");
+        assert!(zsh.contains(&format!("--{flag}")), "zsh lacks --{flag}");
+        assert!(fish.contains(&format!("-l {flag}")), "fish lacks --{flag}");
+    }
+    assert!(!man.contains("generate-assets"), "the hidden flag stays hidden");
+}
