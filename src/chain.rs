@@ -21,7 +21,7 @@ use crate::options::{Options, Planned};
 use crate::outcome::{self, Exit, Next, TaskResult};
 use crate::process::{self, Job, LogSink};
 use crate::signals;
-use crate::state::{Journal, Resumed, Status, TaskEnd, TaskRecord};
+use crate::state::{Failure, Journal, Resumed, Status, TaskEnd, TaskRecord};
 
 /// One run of the chain: the options, where events and state go, and the
 /// counters of the run.
@@ -216,9 +216,13 @@ impl Chain<'_> {
             log: log.as_ref().map(|(l, _)| l),
         };
         let hooks = &opts.config.runner.hooks;
-        let before = hooks::before(&attempt);
-        self.events.emit("task_start", before.clone());
-        hooks::call(hooks, When::Before, &before, &job);
+        // The stats object is built only when someone reads it.
+        let wants_stats = self.events.enabled() || hooks.any();
+        if wants_stats {
+            let before = hooks::before(&attempt);
+            hooks::call(hooks, When::Before, &before, &job);
+            self.events.emit("task_start", before);
+        }
         logging::debug(&format!("{file}: starting (try {try_num} of {})", limits.max_tries.value));
         let (exit, finished) = match signals::cancelled() {
             Some(sig) => (Exit { cancelled_by: Some(sig), ..Exit::default() }, None),
@@ -249,7 +253,7 @@ impl Chain<'_> {
                 rand::random::<f64>(),
             )
         });
-        let after = hooks::after(&attempt, result, &exit, log_path.as_deref());
+        let finished_at = hooks::timestamp(attempt.started_at + exit.duration);
         let end = match (next, delay) {
             (Next::Retry, Some(d)) => TaskEnd::Retry {
                 next_try: try_num + 1,
@@ -266,17 +270,27 @@ impl Chain<'_> {
         };
         let record = TaskRecord {
             result: result.as_str().into(),
+            duration_ms: exit.duration.as_millis().min(u64::MAX as u128) as u64,
+            try_num,
+            successes: 0,
+            done: false,
+        };
+        let failure = (result != TaskResult::Ok).then(|| Failure {
+            task: file.into(),
+            result: result.as_str().into(),
             exit_code: exit.code,
             signal: exit.signal,
             timed_out: exit.timed_out,
             try_num,
-            duration_s: hooks::millis(exit.duration),
-            finished_at: after.get("finished_at").and_then(|v| v.as_str()).unwrap_or_default().to_string(),
+            at: finished_at,
             log_file: log_path.clone(),
-        };
-        self.save(|j| j.task_end(file, record, end));
-        hooks::call(hooks, When::After, &after, &job);
-        self.events.emit("task_end", after);
+        });
+        self.save(|j| j.task_end(file, record, failure, end));
+        if wants_stats {
+            let after = hooks::after(&attempt, result, &exit, log_path.as_deref());
+            hooks::call(hooks, When::After, &after, &job);
+            self.events.emit("task_end", after);
+        }
         match next {
             Next::Continue => Ok(Step::Next),
             Next::Retry => {

@@ -134,6 +134,13 @@ pub struct Hooks {
     pub post: Option<Vec<String>>,
 }
 
+impl Hooks {
+    /// Whether any hook is configured.
+    pub fn any(&self) -> bool {
+        self.task.is_some() || self.pre.is_some() || self.post.is_some()
+    }
+}
+
 /// Typed `[runner]` settings.
 #[derive(Clone, Debug)]
 pub struct Runner {

@@ -32,7 +32,8 @@ impl Events {
         Ok(Events { out: Some(Mutex::new(out)) })
     }
 
-    /// Writes one event: `event`, `time`, then `fields` in order.
+    /// Writes one event: `event`, `time`, then `fields` in order. Callers
+    /// that build costly fields check [`Events::enabled`] first.
     pub fn emit(&self, event: &str, fields: Map<String, Value>) {
         let Some(out) = &self.out else { return };
         let mut obj = Map::new();

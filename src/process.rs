@@ -1,24 +1,27 @@
 //! Running one child process: its own process group, stdin from /dev/null,
 //! output forwarded line by line with a prefix, the `max_time` deadline and
 //! the SIGTERM → SIGKILL escalation, and the short drain of output that a
-//! leftover process still holds. No policy: what an exit means is
+//! leftover process still holds. On Linux 5.3+ one poll loop over the
+//! child's pipes and its pidfd does all of it; elsewhere an output thread
+//! and wait-timeout do. No policy: what an exit means is
 //! `outcome`'s business; whether leftovers die is the caller's.
 
 use std::ffi::OsString;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::fd::AsFd;
+use std::os::fd::OwnedFd;
 use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::Path;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::Arc;
+use std::process::{Child, ChildStderr, ChildStdout, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 use std::time::{Duration, Instant};
 
 use rustix::event::{PollFd, PollFlags};
+use rustix::process::{Pid, PidfdFlags};
 use wait_timeout::ChildExt;
 
 use crate::outcome::Exit;
@@ -95,9 +98,11 @@ pub fn run(job: &Job) -> Finished {
     if signals::set_group(group, job.kill_grace) && !cancelled_before {
         unix::kill_group(group, libc::SIGTERM);
     }
-    let drained = forward_output(&mut child, job);
-    let (status, timed_out) = wait(&mut child, job);
-    let leaked_output = drained.recv_timeout(DRAIN).is_err();
+    let sinks = sinks(job);
+    let (status, timed_out, leaked_output) = match pidfd(&child) {
+        Some(pidfd) => supervise(&mut child, job, pidfd, sinks),
+        None => supervise_threaded(&mut child, job, sinks),
+    };
     let exit = Exit {
         code: status.as_ref().ok().and_then(ExitStatus::code),
         signal: status.as_ref().ok().and_then(ExitStatus::signal),
@@ -122,6 +127,155 @@ fn spawn_reason(job: &Job, e: &io::Error) -> String {
         return format!("cannot start {target}: broken symlink to {}", link.display());
     }
     format!("cannot start {target}: {e}")
+}
+
+/// A pidfd for the child, unless disabled (`RUNNER_NO_PIDFD`, for tests of
+/// the fallback) or not supported (Linux before 5.3).
+fn pidfd(child: &Child) -> Option<OwnedFd> {
+    if std::env::var_os("RUNNER_NO_PIDFD").is_some() {
+        return None;
+    }
+    let pid = Pid::from_raw(child.id() as i32)?;
+    rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok()
+}
+
+/// The output sinks of a job: the terminal, and the log file if any.
+fn sinks(job: &Job) -> Vec<Box<dyn Sink>> {
+    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(Terminal::new(job.label, job.raw_output))];
+    if let Some(log) = job.log {
+        sinks.push(Box::new(log.share()));
+    }
+    sinks
+}
+
+/// The supervision loop on one thread: poll the child's stdout, stderr and
+/// pidfd with the next deadline as timeout (`max_time`, then `kill_grace`,
+/// then the output drain). No thread per task, no SIGCHLD, and deadlines
+/// are met to the millisecond. Returns the status, whether `max_time`
+/// passed, and whether leftovers still held the output after the drain (a
+/// background thread then keeps forwarding it).
+fn supervise(
+    child: &mut Child,
+    job: &Job,
+    pidfd: OwnedFd,
+    mut sinks: Vec<Box<dyn Sink>>,
+) -> (io::Result<ExitStatus>, bool, bool) {
+    let group = child.id() as i32;
+    let (Some(mut out), Some(mut err)) = (child.stdout.take(), child.stderr.take()) else {
+        return (child.wait(), false, false);
+    };
+    let mut buf = take_buffer();
+    let mut open = [true, true];
+    let mut status: Option<io::Result<ExitStatus>> = None;
+    let mut timed_out = false;
+    let mut deadline = job.max_time.map(|t| Instant::now() + t);
+    let mut kill_at: Option<Instant> = None;
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        if status.is_some() && !open[0] && !open[1] {
+            break;
+        }
+        let now = Instant::now();
+        if drain_until.is_some_and(|d| now >= d) {
+            break;
+        }
+        if status.is_none() {
+            if deadline.is_some_and(|d| now >= d) {
+                deadline = None;
+                timed_out = true;
+                crate::logging::warn(&format!("{}: exceeded max_time; sending SIGTERM", job.label));
+                unix::kill_group(group, libc::SIGTERM);
+                kill_at = Some(now + job.kill_grace);
+            }
+            if kill_at.is_some_and(|k| now >= k) {
+                kill_at = None;
+                crate::logging::warn(&format!("{}: still running after kill_grace; sending SIGKILL", job.label));
+                unix::kill_group(group, libc::SIGKILL);
+            }
+        }
+        let next = [deadline, kill_at, drain_until].into_iter().flatten().min();
+        let timeout = next.map(|n| {
+            let d = n.saturating_duration_since(Instant::now());
+            // Round up to whole milliseconds so that poll never wakes early.
+            let ms = d.as_nanos().div_ceil(1_000_000) as i64;
+            rustix::event::Timespec { tv_sec: ms / 1000, tv_nsec: (ms % 1000) * 1_000_000 }
+        });
+        // Only what is still open is polled: a closed pipe would report
+        // POLLHUP forever and turn the wait into a busy loop.
+        let revents = {
+            let wanted = [open[0], open[1], status.is_none()];
+            let fds = [
+                PollFd::new(&out, PollFlags::IN),
+                PollFd::new(&err, PollFlags::IN),
+                PollFd::new(&pidfd, PollFlags::IN),
+            ];
+            let mut polled = fds.clone();
+            let mut n = 0;
+            for (i, fd) in fds.iter().enumerate() {
+                if wanted[i] {
+                    polled[n] = fd.clone();
+                    n += 1;
+                }
+            }
+            match rustix::event::poll(&mut polled[..n], timeout.as_ref()) {
+                Ok(_) | Err(rustix::io::Errno::INTR) => {}
+                Err(_) => break,
+            }
+            let mut r = [PollFlags::empty(); 3];
+            let mut k = 0;
+            for (i, slot) in r.iter_mut().enumerate() {
+                if wanted[i] {
+                    *slot = polled[k].revents();
+                    k += 1;
+                }
+            }
+            r
+        };
+        for stream in [Stream::Out, Stream::Err] {
+            if !open[stream as usize] || revents[stream as usize].is_empty() {
+                continue;
+            }
+            let n = match stream {
+                Stream::Out => out.read(&mut buf),
+                Stream::Err => err.read(&mut buf),
+            };
+            match n {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Ok(0) | Err(_) => open[stream as usize] = false,
+                Ok(n) => sinks.iter_mut().for_each(|s| s.write(stream, &buf[..n])),
+            }
+        }
+        if status.is_none() && !revents[2].is_empty() {
+            status = Some(child.wait());
+            drain_until = Some(Instant::now() + DRAIN);
+        }
+    }
+    give_buffer(buf);
+    let leaked = open[0] || open[1];
+    if leaked {
+        // Leftovers hold the output: keep forwarding it in the background.
+        let spawned = std::thread::Builder::new().name("leaked-output".into()).spawn(move || {
+            let out = open[0].then_some(out);
+            let err = open[1].then_some(err);
+            pump_some(out, err, sinks);
+        });
+        if let Err(e) = spawned {
+            crate::logging::warn(&format!("{}: cannot keep forwarding leaked output: {e}", job.label));
+        }
+    } else {
+        sinks.iter_mut().for_each(|s| s.finish());
+    }
+    let status = status.unwrap_or_else(|| child.wait());
+    (status, timed_out, leaked)
+}
+
+/// The fallback without pidfd: an output thread, and wait-timeout (SIGCHLD)
+/// for the deadlines.
+fn supervise_threaded(child: &mut Child, job: &Job, sinks: Vec<Box<dyn Sink>>) -> (io::Result<ExitStatus>, bool, bool) {
+    let drained = forward_output(child, job, sinks);
+    let (status, timed_out) = wait(child, job);
+    let leaked_output = drained.recv_timeout(DRAIN).is_err();
+    (status, timed_out, leaked_output)
 }
 
 /// Waits for the child, enforcing `max_time` and `kill_grace`.
@@ -296,18 +450,11 @@ impl Sink for LogSink {
 /// in arrival order, through one fixed buffer (memory stays flat however
 /// much the child prints). The receiver gets a message when both streams
 /// are closed.
-fn forward_output(child: &mut Child, job: &Job) -> mpsc::Receiver<()> {
+fn forward_output(child: &mut Child, job: &Job, sinks: Vec<Box<dyn Sink>>) -> mpsc::Receiver<()> {
     let (done, drained) = mpsc::sync_channel(1);
-    let mut sinks: Vec<Box<dyn Sink>> = vec![Box::new(Terminal::new(job.label, job.raw_output))];
-    if let Some(log) = job.log {
-        sinks.push(Box::new(log.share()));
-    }
     let streams = (child.stdout.take(), child.stderr.take());
     let spawned = std::thread::Builder::new().name("output".into()).spawn(move || {
-        let (Some(out), Some(err)) = streams else {
-            return;
-        };
-        pump(out, err, sinks);
+        pump_some(streams.0, streams.1, sinks);
         let _ = done.send(());
     });
     if let Err(e) = spawned {
@@ -316,39 +463,67 @@ fn forward_output(child: &mut Child, job: &Job) -> mpsc::Receiver<()> {
     drained
 }
 
-fn pump(mut out: impl Read + AsFd, mut err: impl Read + AsFd, mut sinks: Vec<Box<dyn Sink>>) {
-    let mut buf = vec![0u8; 64 * 1024];
-    let mut open = [true, true];
-    while open[0] || open[1] {
-        let mut fds = Vec::with_capacity(2);
-        if open[0] {
-            fds.push((Stream::Out, PollFd::new(&out, PollFlags::IN)));
-        }
-        if open[1] {
-            fds.push((Stream::Err, PollFd::new(&err, PollFlags::IN)));
-        }
-        let mut pollfds: Vec<PollFd> = fds.iter().map(|(_, p)| p.clone()).collect();
-        match rustix::event::poll(&mut pollfds, None) {
-            Ok(_) => {}
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(_) => return,
-        }
-        let ready: Vec<Stream> =
-            fds.iter().zip(&pollfds).filter(|(_, p)| !p.revents().is_empty()).map(|((s, _), _)| *s).collect();
-        drop(pollfds);
-        drop(fds);
-        for stream in ready {
+/// Spare output buffers: a chain of quick tasks reuses them instead of
+/// allocating and zeroing one per task.
+static BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+const BUFFER_SIZE: usize = 32 * 1024;
+
+fn take_buffer() -> Vec<u8> {
+    BUFFERS.lock().ok().and_then(|mut b| b.pop()).unwrap_or_else(|| vec![0u8; BUFFER_SIZE])
+}
+
+fn give_buffer(buf: Vec<u8>) {
+    if let Ok(mut b) = BUFFERS.lock()
+        && b.len() < 4
+    {
+        b.push(buf);
+    }
+}
+
+/// Copies whichever of the two streams are given to the sinks until both
+/// reach end of file, in arrival order, through one fixed buffer.
+fn pump_some(mut out: Option<ChildStdout>, mut err: Option<ChildStderr>, mut sinks: Vec<Box<dyn Sink>>) {
+    let mut buf = take_buffer();
+    while out.is_some() || err.is_some() {
+        let revents = {
+            let mut fds: [Option<PollFd>; 2] = [
+                out.as_ref().map(|o| PollFd::new(o, PollFlags::IN)),
+                err.as_ref().map(|e| PollFd::new(e, PollFlags::IN)),
+            ];
+            let mut polled: Vec<PollFd> = fds.iter().flatten().cloned().collect();
+            match rustix::event::poll(&mut polled, None) {
+                Ok(_) => {}
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(_) => break,
+            }
+            let mut it = polled.iter();
+            let mut r = [PollFlags::empty(); 2];
+            for (i, f) in fds.iter_mut().enumerate() {
+                if f.is_some() {
+                    r[i] = it.next().map(PollFd::revents).unwrap_or(PollFlags::empty());
+                }
+            }
+            r
+        };
+        for stream in [Stream::Out, Stream::Err] {
+            if revents[stream as usize].is_empty() {
+                continue;
+            }
             let n = match stream {
-                Stream::Out => out.read(&mut buf),
-                Stream::Err => err.read(&mut buf),
+                Stream::Out => out.as_mut().map(|o| o.read(&mut buf)),
+                Stream::Err => err.as_mut().map(|e| e.read(&mut buf)),
             };
             match n {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Ok(0) | Err(_) => open[stream as usize] = false,
-                Ok(n) => sinks.iter_mut().for_each(|s| s.write(stream, &buf[..n])),
+                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
+                Some(Ok(0)) | Some(Err(_)) | None => match stream {
+                    Stream::Out => out = None,
+                    Stream::Err => err = None,
+                },
+                Some(Ok(n)) => sinks.iter_mut().for_each(|s| s.write(stream, &buf[..n])),
             }
         }
     }
+    give_buffer(buf);
     sinks.iter_mut().for_each(|s| s.finish());
 }
 

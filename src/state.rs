@@ -119,6 +119,8 @@ pub fn holder(lock_path: &Path) -> String {
 pub struct State {
     pub version: u32,
     pub task_dir: String,
+    /// Written by [`State::to_json`].
+    #[serde(skip_serializing, default)]
     pub run: Option<Run>,
     /// `run = once` tasks that succeeded, with when.
     #[serde(default)]
@@ -148,17 +150,13 @@ pub struct Run {
     /// The task running now, if any.
     pub current: Option<Current>,
     pub next_retry_at: Option<String>,
-    /// Tasks that ended OK in this iteration.
-    #[serde(default)]
-    pub done: Vec<String>,
-    /// How often each task succeeded in this iteration (attempt keys).
-    #[serde(default)]
-    pub successes: BTreeMap<String, u64>,
-    /// The last result of each task in this run.
-    #[serde(default)]
-    pub results: BTreeMap<String, TaskRecord>,
     pub last_failure: Option<Failure>,
     pub exit_code: Option<i32>,
+    /// Each task's last result in this run, whether it is done in this
+    /// iteration and how often it succeeded in it (for attempt keys).
+    /// Written by [`State::save`] from its cached JSON.
+    #[serde(skip_serializing, default)]
+    pub tasks: TaskTable,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -169,22 +167,135 @@ pub struct Current {
     pub started_at: String,
 }
 
-#[derive(Clone, Debug, Serialize, Deserialize)]
+/// A task's last result in this run, stored compactly as
+/// `[result, duration in ms, try, successes in this iteration, done in
+/// this iteration (0/1)]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(from = "(String, u64, u32, u64, u8)", into = "(String, u64, u32, u64, u8)")]
 pub struct TaskRecord {
+    pub result: String,
+    pub duration_ms: u64,
+    pub try_num: u32,
+    pub successes: u64,
+    pub done: bool,
+}
+
+impl From<(String, u64, u32, u64, u8)> for TaskRecord {
+    fn from((result, duration_ms, try_num, successes, done): (String, u64, u32, u64, u8)) -> TaskRecord {
+        TaskRecord { result, duration_ms, try_num, successes, done: done != 0 }
+    }
+}
+
+impl From<TaskRecord> for (String, u64, u32, u64, u8) {
+    fn from(r: TaskRecord) -> (String, u64, u32, u64, u8) {
+        (r.result, r.duration_ms, r.try_num, r.successes, u8::from(r.done))
+    }
+}
+
+/// The per-task records of a run, in the order tasks first finished, with
+/// their JSON object kept ready. The journal is rewritten at every task
+/// start and end; re-serializing every record each time made a chain of n
+/// tasks cost O(n²). Appending a task's record now appends its fragment;
+/// only changing an earlier one (a retry, a new iteration) rebuilds it.
+#[derive(Clone, Debug, Default)]
+pub struct TaskTable {
+    rows: Vec<(String, TaskRecord)>,
+    index: std::collections::HashMap<String, usize>,
+    /// `{"task":[...],...}`
+    json: String,
+}
+
+impl TaskTable {
+    pub fn get(&self, task: &str) -> Option<&TaskRecord> {
+        self.index.get(task).map(|&i| &self.rows[i].1)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&String, &TaskRecord)> {
+        self.rows.iter().map(|(k, v)| (k, v))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rows.is_empty()
+    }
+
+    /// Sets a task's record: an append when it is new, a rebuild otherwise.
+    pub fn set(&mut self, task: &str, rec: TaskRecord) {
+        match self.index.get(task) {
+            Some(&i) => {
+                self.rows[i].1 = rec;
+                self.rebuild();
+            }
+            None => {
+                self.index.insert(task.to_string(), self.rows.len());
+                if self.json.len() > 2 {
+                    self.json.pop();
+                    self.json.push(',');
+                } else {
+                    self.json.clear();
+                    self.json.push('{');
+                }
+                push_fragment(&mut self.json, task, &rec);
+                self.json.push('}');
+                self.rows.push((task.to_string(), rec));
+            }
+        }
+    }
+
+    /// Changes every record (a new iteration, a restart), then rebuilds.
+    pub fn update_all(&mut self, mut f: impl FnMut(&mut TaskRecord)) {
+        self.rows.iter_mut().for_each(|(_, r)| f(r));
+        self.rebuild();
+    }
+
+    fn rebuild(&mut self) {
+        self.json.clear();
+        self.json.push('{');
+        for (i, (task, rec)) in self.rows.iter().enumerate() {
+            if i > 0 {
+                self.json.push(',');
+            }
+            push_fragment(&mut self.json, task, rec);
+        }
+        self.json.push('}');
+    }
+
+    /// The JSON object of all records.
+    pub fn json(&self) -> &str {
+        if self.json.is_empty() { "{}" } else { &self.json }
+    }
+}
+
+fn push_fragment(out: &mut String, task: &str, rec: &TaskRecord) {
+    out.push_str(&serde_json::to_string(task).unwrap_or_else(|_| "\"\"".into()));
+    out.push(':');
+    let tuple: (String, u64, u32, u64, u8) = rec.clone().into();
+    out.push_str(&serde_json::to_string(&tuple).unwrap_or_else(|_| "null".into()));
+}
+
+impl<'de> Deserialize<'de> for TaskTable {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<TaskTable, D::Error> {
+        // serde_json's Map keeps file order (preserve_order).
+        let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
+        let mut table = TaskTable::default();
+        for (task, v) in map {
+            let rec: TaskRecord = serde_json::from_value(v).map_err(serde::de::Error::custom)?;
+            table.index.insert(task.clone(), table.rows.len());
+            table.rows.push((task, rec));
+        }
+        table.rebuild();
+        Ok(table)
+    }
+}
+
+/// The last task that did not end OK, with where to look.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Failure {
+    pub task: String,
     pub result: String,
     pub exit_code: Option<i32>,
     pub signal: Option<i32>,
     pub timed_out: bool,
     pub try_num: u32,
-    pub duration_s: f64,
-    pub finished_at: String,
-    pub log_file: Option<String>,
-}
-
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Failure {
-    pub task: String,
-    pub result: String,
     pub at: String,
     pub log_file: Option<String>,
 }
@@ -225,12 +336,29 @@ impl State {
         }
     }
 
+    /// The journal as JSON. `run` and its `tasks` are spliced in by hand so
+    /// that the task table's cached JSON is copied, not re-serialized.
+    pub fn to_json(&self) -> io::Result<Vec<u8>> {
+        let mut bytes = serde_json::to_vec(self).map_err(io::Error::other)?;
+        if let Some(run) = &self.run {
+            bytes.pop();
+            bytes.extend_from_slice(b",\"run\":");
+            let run_bytes = serde_json::to_vec(run).map_err(io::Error::other)?;
+            bytes.extend_from_slice(&run_bytes[..run_bytes.len() - 1]);
+            bytes.extend_from_slice(b",\"tasks\":");
+            bytes.extend_from_slice(run.tasks.json().as_bytes());
+            bytes.extend_from_slice(b"}}");
+        }
+        Ok(bytes)
+    }
+
     /// Replaces `state.json` atomically; `durable` also fsyncs the file and
     /// the directory.
     pub fn save(&self, dir: &Path, durable: bool) -> io::Result<()> {
+        let mut bytes = self.to_json()?;
+        bytes.push(b'\n');
         let mut tmp = tempfile::Builder::new().prefix(".state.").tempfile_in(dir)?;
-        serde_json::to_writer(&mut tmp, self).map_err(io::Error::other)?;
-        tmp.write_all(b"\n")?;
+        tmp.write_all(&bytes)?;
         if durable {
             tmp.as_file().sync_data()?;
         }
@@ -354,8 +482,8 @@ impl Journal {
             run_id: run.run_id.clone(),
             iteration: run.iteration,
             try_num: run.try_num,
-            done: run.done.clone(),
-            successes: run.successes.clone(),
+            done: run.tasks.iter().filter(|(_, r)| r.done).map(|(t, _)| t.clone()).collect(),
+            successes: run.tasks.iter().map(|(t, r)| (t.clone(), r.successes)).collect(),
         })
     }
 
@@ -365,9 +493,9 @@ impl Journal {
             Some(old) if old.run_id == r.run_id => old.started_at.clone(),
             _ => now(),
         };
-        let results = match &self.state.run {
-            Some(old) if old.run_id == r.run_id => old.results.clone(),
-            _ => BTreeMap::new(),
+        let tasks = match &self.state.run {
+            Some(old) if old.run_id == r.run_id => old.tasks.clone(),
+            _ => TaskTable::default(),
         };
         self.state.run = Some(Run {
             run_id: r.run_id.clone(),
@@ -379,11 +507,9 @@ impl Journal {
             try_num: r.try_num,
             current: None,
             next_retry_at: None,
-            done: r.done.clone(),
-            successes: r.successes.clone(),
-            results,
             last_failure: None,
             exit_code: None,
+            tasks,
         });
         self.state.save(&self.dir, true)
     }
@@ -400,8 +526,10 @@ impl Journal {
         if let Some(run) = self.run_mut() {
             run.iteration = iteration;
             run.try_num = 1;
-            run.done.clear();
-            run.successes.clear();
+            run.tasks.update_all(|r| {
+                r.done = false;
+                r.successes = 0;
+            });
             run.next_retry_at = None;
         }
         self.state.save(&self.dir, false)
@@ -418,43 +546,41 @@ impl Journal {
         self.state.save(&self.dir, false)
     }
 
-    /// A task ended (durable). `ok` adds it to the done list; `next_try`
-    /// and `retry_at` record a coming retry; `final_code` marks the run
-    /// finished (halt, give up, stop) before the halt task runs, so a
-    /// machine that halts is never resumed into the same halt.
-    pub fn task_end(&mut self, task: &str, rec: TaskRecord, next: TaskEnd) -> io::Result<()> {
+    /// A task ended (durable). An OK adds it to the done list; otherwise
+    /// `failure` becomes the last failure. `next` records a coming retry, a
+    /// run-once marker, or that the run ends (halt, give up, stop) — before
+    /// the halt task runs, so a machine that halts is never resumed into the
+    /// same halt.
+    pub fn task_end(&mut self, task: &str, rec: TaskRecord, failure: Option<Failure>, next: TaskEnd) -> io::Result<()> {
         let boot = self.boot_id.clone();
+        let ok = rec.result == "OK";
         if let Some(run) = self.run_mut() {
             run.current = None;
-            if rec.result == "OK" {
-                run.done.push(task.into());
-                *run.successes.entry(task.into()).or_default() += 1;
-            } else {
-                run.last_failure = Some(Failure {
-                    task: task.into(),
-                    result: rec.result.clone(),
-                    at: rec.finished_at.clone(),
-                    log_file: rec.log_file.clone(),
-                });
+            let mut rec = rec;
+            let old = run.tasks.get(task);
+            rec.successes = old.map_or(0, |o| o.successes) + u64::from(ok);
+            rec.done = ok;
+            if failure.is_some() {
+                run.last_failure = failure;
             }
             if let TaskEnd::Retry { next_try, at, restart } = &next {
                 run.try_num = *next_try;
                 run.next_retry_at = Some(at.clone());
                 if *restart {
-                    run.done.clear();
+                    run.tasks.update_all(|r| r.done = false);
                 }
             }
             if let TaskEnd::Final(code) = next {
                 run.status = Status::Finished;
                 run.exit_code = Some(code);
             }
-            run.results.insert(task.into(), rec.clone());
+            run.tasks.set(task, rec);
         }
         match next {
-            TaskEnd::Once if rec.result == "OK" => {
-                self.state.once.insert(task.into(), rec.finished_at.clone());
+            TaskEnd::Once if ok => {
+                self.state.once.insert(task.into(), now());
             }
-            TaskEnd::OncePerBoot if rec.result == "OK" => {
+            TaskEnd::OncePerBoot if ok => {
                 self.state.once_per_boot.insert(task.into(), boot);
             }
             _ => {}

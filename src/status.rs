@@ -32,7 +32,9 @@ pub fn show(dir: &Path, as_json: bool) -> Result<i32> {
     let phase = phase(&state);
     let mut out = std::io::stdout().lock();
     if as_json {
-        let doc = json!({"state_dir": dir.to_string_lossy(), "phase": phase, "journal": state});
+        let journal: serde_json::Value =
+            state.to_json().ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        let doc = json!({"state_dir": dir.to_string_lossy(), "phase": phase, "journal": journal});
         let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(code::OK);
     }
@@ -59,15 +61,23 @@ pub fn show(dir: &Path, as_json: bool) -> Result<i32> {
     if let Some(at) = &run.next_retry_at {
         let _ = writeln!(out, "next retry:   {at}");
     }
-    if !run.results.is_empty() {
+    if !run.tasks.is_empty() {
         let _ = writeln!(out, "tasks:");
-        for (task, r) in &run.results {
-            let _ = writeln!(out, "  {task:<24} {:<9} {:>9.3} s  try {}", r.result, r.duration_s, r.try_num);
+        for (task, r) in run.tasks.iter() {
+            let secs = r.duration_ms as f64 / 1000.0;
+            let _ = writeln!(out, "  {task:<24} {:<9} {secs:>9.3} s  try {}", r.result, r.try_num);
         }
     }
     if let Some(f) = &run.last_failure {
         let log = f.log_file.as_deref().unwrap_or("(no log)");
-        let _ = writeln!(out, "last failure: {} {} at {}; log {log}", f.task, f.result, f.at);
+        let how = match (f.exit_code, f.signal, f.timed_out) {
+            (_, _, true) => "timed out".to_string(),
+            (Some(c), _, _) => format!("exit {c}"),
+            (_, Some(s), _) => format!("signal {s}"),
+            _ => "did not start".to_string(),
+        };
+        let _ =
+            writeln!(out, "last failure: {} {} ({how}, try {}) at {}; log {log}", f.task, f.result, f.try_num, f.at);
     }
     for (task, since) in &state.once {
         let _ = writeln!(out, "run once:     {task} done at {since}");

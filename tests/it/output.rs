@@ -56,3 +56,26 @@ fn leaked_output_handle_does_not_hang_the_chain() {
         let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
     }
 }
+
+#[test]
+fn a_task_that_closes_its_output_early_does_not_make_runner_spin() {
+    // With stdout and stderr closed, a poll loop that still watched them
+    // would wake at once, forever, until the task exits.
+    let t = Test::new().task("a", "exec >&- 2>&-\necho x > \"$TRACE.started\"\nsleep 1");
+    let mut r = t.spawn();
+    assert!(eventually(20, || t.path().join("trace.started").exists()));
+    std::thread::sleep(Duration::from_millis(700));
+    let ticks = cpu_ticks(r.pid());
+    assert_eq!(r.wait(20), 0);
+    // 100 ticks a second: a spinning runner would have used about 70.
+    assert!(ticks < 30, "runner used {ticks} clock ticks of CPU while its task slept");
+}
+
+/// utime + stime of a live process, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap_or("").split_whitespace().collect();
+    // After the command name: state is field 3, utime 14 and stime 15.
+    let get = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+    get(14) + get(15)
+}

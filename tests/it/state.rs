@@ -46,7 +46,7 @@ fn layout_and_modes() {
     let j = journal(&state);
     assert_eq!(j["run"]["status"], "finished");
     assert_eq!(j["run"]["exit_code"], 0);
-    assert_eq!(j["run"]["results"]["10-a.sh"]["result"], "OK");
+    assert_eq!(j["run"]["tasks"]["10-a.sh"][0], "OK");
 }
 
 #[test]
@@ -287,7 +287,7 @@ fn status_while_running_and_after() {
     let doc: Value = serde_json::from_str(&js.stdout()).expect("status json");
     assert_eq!(doc["phase"], "running");
     assert_eq!(doc["journal"]["run"]["current"]["task"], "2-slow");
-    assert_eq!(doc["journal"]["run"]["results"]["1-ok"]["result"], "OK");
+    assert_eq!(doc["journal"]["run"]["tasks"]["1-ok"][0], "OK");
     r.signal("TERM");
     r.wait(20);
     let st = t.run_more_with(&["--status"]);
