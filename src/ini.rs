@@ -7,6 +7,7 @@
 //! section rejected, invalid UTF-8 reported by line, and the file and line of
 //! every key so that a bad value can be named precisely.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::Diag;
@@ -55,6 +56,9 @@ pub struct Ini {
     pub files: Vec<PathBuf>,
     pub sections: Vec<Section>,
     pub defaults: Section,
+    /// Section name → index in `sections` (configs with thousands of task
+    /// sections stay linear).
+    by_name: HashMap<String, usize>,
 }
 
 impl Ini {
@@ -108,10 +112,11 @@ impl Ini {
             self.defaults.loc.get_or_insert(loc);
             return &mut self.defaults;
         }
-        let idx = match self.sections.iter().position(|s| s.name == name) {
-            Some(i) => i,
+        let idx = match self.by_name.get(name) {
+            Some(&i) => i,
             None => {
                 self.sections.push(Section { name: name.to_string(), entries: Vec::new(), loc: Some(loc) });
+                self.by_name.insert(name.to_string(), self.sections.len() - 1);
                 self.sections.len() - 1
             }
         };
@@ -122,7 +127,7 @@ impl Ini {
         if name == DEFAULT_SECTION {
             return Some(&self.defaults);
         }
-        self.sections.iter().find(|s| s.name == name)
+        self.by_name.get(name).map(|&i| &self.sections[i])
     }
 
     /// RawConfigParser's `get`: the section's own key, else `[DEFAULT]`'s,
@@ -142,13 +147,15 @@ impl Ini {
 /// Line numbers of section headers and keys, following the same line rules
 /// as the configured rust-ini parser (last assignment wins).
 struct LineIndex {
-    sections: Vec<(String, usize)>,
-    keys: Vec<(Option<String>, String, usize)>,
+    /// Section → line of its first header.
+    sections: HashMap<String, usize>,
+    /// (section, key) → line of its last assignment.
+    keys: HashMap<(Option<String>, String), usize>,
 }
 
 impl LineIndex {
     fn new(text: &str) -> LineIndex {
-        let mut idx = LineIndex { sections: Vec::new(), keys: Vec::new() };
+        let mut idx = LineIndex { sections: HashMap::new(), keys: HashMap::new() };
         let mut section: Option<String> = None;
         let mut in_value = false;
         for (n, raw) in text.lines().enumerate() {
@@ -167,14 +174,14 @@ impl LineIndex {
             }
             if let Some(rest) = trimmed.strip_prefix('[') {
                 let name = rest.split(']').next().unwrap_or("").trim().to_string();
-                idx.sections.push((name.clone(), line_no));
+                idx.sections.entry(name.clone()).or_insert(line_no);
                 section = Some(name);
                 in_value = false;
                 continue;
             }
             if let Some(pos) = trimmed.find(['=', ':']) {
                 let key = trimmed[..pos].trim().to_string();
-                idx.keys.push((section.clone(), key, line_no));
+                idx.keys.insert((section.clone(), key), line_no);
                 in_value = true;
             }
         }
@@ -182,11 +189,11 @@ impl LineIndex {
     }
 
     fn section_line(&self, name: &str) -> Option<usize> {
-        self.sections.iter().find(|(s, _)| s == name).map(|(_, l)| *l)
+        self.sections.get(name).copied()
     }
 
     fn key_line(&self, section: Option<&str>, key: &str) -> Option<usize> {
-        self.keys.iter().rev().find(|(s, k, _)| s.as_deref() == section && k == key).map(|(_, _, l)| *l)
+        self.keys.get(&(section.map(String::from), key.to_string())).copied()
     }
 }
 
