@@ -3,10 +3,11 @@
 
 use std::io::Write;
 
-use serde_json::{Value, json};
+use serde::Serialize;
+use serde_json::Value;
 
 use crate::cli::Cli;
-use crate::config::{Diags, Origin, Val};
+use crate::config::{Diags, Origin, RunMode, Secs, Val};
 use crate::error::{Result, code};
 use crate::ini::Ini;
 use crate::options::{self, Options};
@@ -37,100 +38,147 @@ fn origin(ini: &Ini, o: &Origin) -> String {
     }
 }
 
+/// One effective setting and where it came from.
+#[derive(Serialize)]
+struct Setting<T: Serialize> {
+    value: T,
+    from: String,
+}
+
+impl<T: Serialize> Setting<T> {
+    fn of<U>(ini: &Ini, v: &Val<U>, f: impl FnOnce(&U) -> T) -> Setting<T> {
+        Setting { value: f(&v.value), from: origin(ini, &v.origin) }
+    }
+}
+
 /// Seconds as JSON: whole numbers without a fraction.
-fn secs(v: &Val<crate::config::Secs>) -> Val<Value> {
-    let x = v.value.0;
-    let value = if x.fract() == 0.0 { Value::from(x as u64) } else { Value::from(x) };
-    Val { value, origin: v.origin.clone() }
+fn secs(s: &Secs) -> Value {
+    if s.0.fract() == 0.0 { Value::from(s.0 as u64) } else { Value::from(s.0) }
 }
 
-fn setting<T: Into<Value> + Clone>(ini: &Ini, v: &Val<T>) -> Value {
-    json!({"value": v.value.clone().into(), "from": origin(ini, &v.origin)})
+#[derive(Serialize)]
+struct TaskPlan<'a> {
+    file: &'a str,
+    name: &'a str,
+    path: String,
+    max_time: Setting<Value>,
+    max_tries: Setting<u32>,
+    sleep_time: Setting<Value>,
+    retry_jitter: Setting<Value>,
+    kill_grace: Setting<Value>,
+    interpreter: Setting<Option<Vec<String>>>,
+    depends_on: Setting<Vec<String>>,
+    run: Setting<&'static str>,
 }
 
-/// The plan as one JSON document: `{"tasks": [...], "skipped": [...]}`.
-fn plan_json(opts: &Options, journal: &State, state_dir: &std::path::Path) -> Value {
+#[derive(Serialize)]
+struct SkipPlan {
+    file: String,
+    reason: String,
+}
+
+/// The plan: `{"tasks": [...], "skipped": [...]}` and where it runs.
+#[derive(Serialize)]
+struct Plan<'a> {
+    task_dir: String,
+    config: Option<String>,
+    state_dir: String,
+    halt_task: String,
+    times: Option<u64>,
+    tasks: Vec<TaskPlan<'a>>,
+    skipped: Vec<SkipPlan>,
+}
+
+fn plan<'a>(opts: &'a Options, journal: &State, state_dir: &std::path::Path) -> Plan<'a> {
     let ini = &opts.config.ini;
     let boot = state::boot_id();
-    let mut tasks = Vec::new();
-    let mut skipped: Vec<Value> = opts
+    let mut tasks = Vec::with_capacity(opts.tasks.len());
+    let mut skipped: Vec<SkipPlan> = opts
         .skipped
         .iter()
-        .map(|(file, why)| json!({"file": file.to_string_lossy(), "reason": why.describe()}))
+        .map(|(file, why)| SkipPlan { file: file.to_string_lossy().into_owned(), reason: why.describe() })
         .collect();
     for p in &opts.tasks {
         let l = &p.config.limits;
         let file = p.task.file_str.as_str();
         let already = match p.config.run.value {
-            crate::config::RunMode::Always => None,
-            crate::config::RunMode::Once => journal.once.contains_key(file).then_some("once"),
-            crate::config::RunMode::OncePerBoot => {
+            RunMode::Always => None,
+            RunMode::Once => journal.once.contains_key(file).then_some("once"),
+            RunMode::OncePerBoot => {
                 journal.once_per_boot.get(file).is_some_and(|b| *b == boot).then_some("once-per-boot")
             }
         };
         if let Some(mode) = already {
-            skipped.push(json!({"file": file, "reason": SkipReason::AlreadyRan(mode).describe()}));
+            skipped.push(SkipPlan { file: file.into(), reason: SkipReason::AlreadyRan(mode).describe() });
             continue;
         }
-        let interpreter = Val {
-            value: l.interpreter.value.as_ref().map(|w| Value::from(w.clone())).unwrap_or(Value::Null),
-            origin: l.interpreter.origin.clone(),
-        };
-        let run = Val { value: p.config.run.value.as_str(), origin: p.config.run.origin.clone() };
-        tasks.push(json!({
-            "file": file,
-            "name": p.task.name,
-            "path": p.task.path.to_string_lossy(),
-            "max_time": setting(ini, &secs(&l.max_time)),
-            "max_tries": setting(ini, &l.max_tries),
-            "sleep_time": setting(ini, &secs(&l.sleep_time)),
-            "retry_jitter": setting(ini, &secs(&l.retry_jitter)),
-            "kill_grace": setting(ini, &secs(&l.kill_grace)),
-            "interpreter": setting(ini, &interpreter),
-            "depends_on": {"value": p.config.depends_on, "from": p.config.depends_loc.clone().unwrap_or_else(|| "default".into())},
-            "run": setting(ini, &run),
-        }));
+        tasks.push(TaskPlan {
+            file,
+            name: &p.task.name,
+            path: p.task.path.to_string_lossy().into_owned(),
+            max_time: Setting::of(ini, &l.max_time, secs),
+            max_tries: Setting::of(ini, &l.max_tries, |n| *n),
+            sleep_time: Setting::of(ini, &l.sleep_time, secs),
+            retry_jitter: Setting::of(ini, &l.retry_jitter, secs),
+            kill_grace: Setting::of(ini, &l.kill_grace, secs),
+            interpreter: Setting::of(ini, &l.interpreter, |i| i.clone()),
+            depends_on: Setting {
+                value: p.config.depends_on.clone(),
+                from: p.config.depends_loc.clone().unwrap_or_else(|| "default".into()),
+            },
+            run: Setting::of(ini, &p.config.run, |r| r.as_str()),
+        });
     }
-    json!({
-        "task_dir": opts.task_dir.to_string_lossy(),
-        "config": opts.config.path.as_ref().map(|p| p.to_string_lossy().into_owned()),
-        "state_dir": state_dir.to_string_lossy(),
-        "halt_task": opts.halt_task.to_string_lossy(),
-        "times": opts.times,
-        "tasks": tasks,
-        "skipped": skipped,
-    })
+    Plan {
+        task_dir: opts.task_dir.to_string_lossy().into_owned(),
+        config: opts.config.path.as_ref().map(|p| p.to_string_lossy().into_owned()),
+        state_dir: state_dir.to_string_lossy().into_owned(),
+        halt_task: opts.halt_task.to_string_lossy().into_owned(),
+        times: opts.times,
+        tasks,
+        skipped,
+    }
 }
 
 /// `--dry-run [--json]`: the plan in run order with each effective setting
 /// and where it came from, and every file left out and why.
 pub fn dry_run(cli: &Cli, opts: &Options, state_dir: &std::path::Path) -> Result<i32> {
     let journal = State::load_readonly(state_dir).unwrap_or_default();
-    let plan = plan_json(opts, &journal, state_dir);
-    let mut out = std::io::stdout().lock();
+    let plan = plan(opts, &journal, state_dir);
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if cli.json {
-        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&plan).unwrap_or_default());
+        let _ = serde_json::to_writer_pretty(&mut out, &plan);
+        let _ = writeln!(out);
         return Ok(code::OK);
     }
-    let empty = Vec::new();
-    let tasks = plan["tasks"].as_array().unwrap_or(&empty);
-    let _ = writeln!(out, "plan for {} ({} tasks, in run order):", opts.task_dir.display(), tasks.len());
-    for (n, t) in tasks.iter().enumerate() {
-        let _ = writeln!(out, "{:>4}. {}  (name {})", n + 1, text(&t["file"]), text(&t["name"]));
-        for key in
-            ["max_time", "max_tries", "sleep_time", "retry_jitter", "kill_grace", "interpreter", "depends_on", "run"]
-        {
-            let _ = writeln!(out, "        {key:<13}{:<22}{}", text(&t[key]["value"]), text(&t[key]["from"]));
+    let _ = writeln!(out, "plan for {} ({} tasks, in run order):", plan.task_dir, plan.tasks.len());
+    for (n, t) in plan.tasks.iter().enumerate() {
+        let _ = writeln!(out, "{:>4}. {}  (name {})", n + 1, t.file, t.name);
+        let rows: [(&str, String, &str); 8] = [
+            ("max_time", text(&t.max_time.value), &t.max_time.from),
+            ("max_tries", t.max_tries.value.to_string(), &t.max_tries.from),
+            ("sleep_time", text(&t.sleep_time.value), &t.sleep_time.from),
+            ("retry_jitter", text(&t.retry_jitter.value), &t.retry_jitter.from),
+            ("kill_grace", text(&t.kill_grace.value), &t.kill_grace.from),
+            ("interpreter", t.interpreter.value.as_ref().map_or("-".into(), |w| w.join(" ")), &t.interpreter.from),
+            (
+                "depends_on",
+                if t.depends_on.value.is_empty() { "-".into() } else { t.depends_on.value.join(" ") },
+                &t.depends_on.from,
+            ),
+            ("run", t.run.value.to_string(), &t.run.from),
+        ];
+        for (key, value, from) in rows {
+            let _ = writeln!(out, "        {key:<13}{value:<22}{from}");
         }
     }
-    let skipped = plan["skipped"].as_array().unwrap_or(&empty);
-    if !skipped.is_empty() {
+    if !plan.skipped.is_empty() {
         let _ = writeln!(out, "skipped:");
-        for s in skipped {
-            let _ = writeln!(out, "      {:<28}{}", text(&s["file"]), text(&s["reason"]));
+        for s in &plan.skipped {
+            let _ = writeln!(out, "      {:<28}{}", s.file, s.reason);
         }
     }
-    let _ = writeln!(out, "halt task: {}", opts.halt_task.display());
+    let _ = writeln!(out, "halt task: {}", plan.halt_task);
     Ok(code::OK)
 }
 
