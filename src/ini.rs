@@ -211,13 +211,14 @@ mod tests {
         ini.get(s, k).map(|e| e.value.as_str())
     }
 
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     #[test]
-    fn dialect() {
+    fn dialect() -> TestResult {
         let ini = load(
             "# comment\n; other comment\n[a]\nx = 1\ny: two words \nMixedCase = kept\nurl = http://h/#frag\n\
              multi = first\n  second\n\tthird\n[b]\nz=3\n[a]\nx = overridden\n",
-        )
-        .unwrap();
+        )?;
         assert_eq!(val(&ini, "a", "x"), Some("overridden"));
         assert_eq!(val(&ini, "a", "y"), Some("two words"));
         assert_eq!(val(&ini, "a", "MixedCase"), Some("kept"));
@@ -225,42 +226,46 @@ mod tests {
         assert_eq!(val(&ini, "a", "url"), Some("http://h/#frag"));
         assert_eq!(val(&ini, "a", "multi"), Some("first\nsecond\nthird"));
         assert_eq!(val(&ini, "b", "z"), Some("3"));
-        assert_eq!(ini.get("a", "x").unwrap().loc.line, 14);
-        assert_eq!(ini.get("a", "multi").unwrap().loc.line, 8);
+        assert_eq!(ini.get("a", "x").map(|e| e.loc.line), Some(14));
+        assert_eq!(ini.get("a", "multi").map(|e| e.loc.line), Some(8));
+        Ok(())
     }
 
     #[test]
-    fn raw_values_keep_quotes_and_backslashes() {
-        let ini = load("[a]\nq = \"quoted\" 'x'\nb = a\\tb\nv = %(other)s\n").unwrap();
+    fn raw_values_keep_quotes_and_backslashes() -> TestResult {
+        let ini = load("[a]\nq = \"quoted\" 'x'\nb = a\\tb\nv = %(other)s\n")?;
         assert_eq!(val(&ini, "a", "q"), Some("\"quoted\" 'x'"));
         assert_eq!(val(&ini, "a", "b"), Some("a\\tb"));
         assert_eq!(val(&ini, "a", "v"), Some("%(other)s"));
+        Ok(())
     }
 
     #[test]
-    fn defaults_are_fallbacks_for_existing_sections() {
-        let ini = load("[DEFAULT]\nd = 1\n[a]\nx = 2\n[b]\nd = 3\n").unwrap();
+    fn defaults_are_fallbacks_for_existing_sections() -> TestResult {
+        let ini = load("[DEFAULT]\nd = 1\n[a]\nx = 2\n[b]\nd = 3\n")?;
         assert_eq!(val(&ini, "a", "d"), Some("1"));
         assert_eq!(val(&ini, "b", "d"), Some("3"));
         assert_eq!(val(&ini, "missing", "d"), None);
         assert_eq!(val(&ini, "DEFAULT", "d"), Some("1"));
+        Ok(())
     }
 
     #[test]
-    fn later_file_wins() {
+    fn later_file_wins() -> TestResult {
         let mut ini = Ini::default();
-        ini.merge_bytes(Path::new("1.cfg"), b"[a]\nx = 1\ny = 1\n").unwrap();
-        ini.merge_bytes(Path::new("2.cfg"), b"[a]\nx = 2\n").unwrap();
+        ini.merge_bytes(Path::new("1.cfg"), b"[a]\nx = 1\ny = 1\n").map_err(|d| d.to_string())?;
+        ini.merge_bytes(Path::new("2.cfg"), b"[a]\nx = 2\n").map_err(|d| d.to_string())?;
         assert_eq!(val(&ini, "a", "x"), Some("2"));
-        assert_eq!(ini.at(ini.get("a", "x").unwrap().loc), "2.cfg:2");
+        assert_eq!(ini.get("a", "x").map(|e| ini.at(e.loc)).as_deref(), Some("2.cfg:2"));
         assert_eq!(val(&ini, "a", "y"), Some("1"));
+        Ok(())
     }
 
     #[test]
     fn errors_name_file_and_line() {
-        let e = Ini::default().merge_bytes(Path::new("t.cfg"), b"[a]\nx = 1\n\xff\n").unwrap_err().to_string();
-        assert_eq!(e, "t.cfg:3: invalid UTF-8");
-        let e = load("x = 1\n[a]\n").unwrap_err();
-        assert_eq!(e, "t.cfg:1: key 'x' comes before any [section] header");
+        let e = Ini::default().merge_bytes(Path::new("t.cfg"), b"[a]\nx = 1\n\xff\n").map(|_| ());
+        assert_eq!(e.map_err(|d| d.to_string()), Err("t.cfg:3: invalid UTF-8".to_string()));
+        let e = load("x = 1\n[a]\n").map(|_| ());
+        assert_eq!(e, Err("t.cfg:1: key 'x' comes before any [section] header".to_string()));
     }
 }

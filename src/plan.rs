@@ -70,7 +70,7 @@ mod tests {
     fn plan(names: &[&str], deps: &[(&str, &[&str])]) -> Result<Vec<String>, Vec<String>> {
         let mut sorted: Vec<&str> = names.to_vec();
         sorted.sort();
-        let idx = |n: &str| sorted.iter().position(|s| *s == n).unwrap();
+        let idx = |n: &str| sorted.iter().position(|s| *s == n).unwrap_or(usize::MAX);
         let mut d = vec![Vec::new(); sorted.len()];
         for (task, on) in deps {
             d[idx(task)] = on.iter().map(|n| idx(n)).collect();
@@ -81,7 +81,10 @@ mod tests {
 
     #[test]
     fn no_dependencies_is_name_order() {
-        assert_eq!(plan(&["z", "0", "y", "9", "a"], &[]).unwrap(), ["0", "9", "a", "y", "z"]);
+        assert_eq!(
+            plan(&["z", "0", "y", "9", "a"], &[]),
+            Ok(vec!["0".into(), "9".into(), "a".into(), "y".into(), "z".into()])
+        );
     }
 
     #[test]
@@ -90,13 +93,13 @@ mod tests {
             &["final", "bees", "birds", "oranges", "apples"],
             &[("oranges", &["apples"]), ("birds", &["oranges"]), ("bees", &["birds"]), ("final", &["bees"])],
         );
-        assert_eq!(got.unwrap(), ["apples", "oranges", "birds", "bees", "final"]);
+        assert_eq!(got, Ok(["apples", "oranges", "birds", "bees", "final"].map(String::from).to_vec()));
     }
 
     #[test]
     fn several_dependencies_smallest_first() {
         let got = plan(&["a", "b", "c", "d"], &[("a", &["c", "d"]), ("b", &["d"])]);
-        assert_eq!(got.unwrap(), ["c", "d", "a", "b"]);
+        assert_eq!(got, Ok(["c", "d", "a", "b"].map(String::from).to_vec()));
     }
 
     #[test]
@@ -111,8 +114,8 @@ mod tests {
     fn ten_thousand_tasks() {
         let n = 10_000;
         let deps: Vec<Vec<usize>> = (0..n).map(|i| if i + 1 < n { vec![i + 1] } else { vec![] }).collect();
-        let got = order(&deps).unwrap();
-        assert_eq!(got.first(), Some(&(n - 1)));
-        assert_eq!(got.last(), Some(&0));
+        let got = order(&deps);
+        assert_eq!(got.as_ref().ok().and_then(|o| o.first()), Some(&(n - 1)));
+        assert_eq!(got.as_ref().ok().and_then(|o| o.last()), Some(&0));
     }
 }

@@ -533,22 +533,23 @@ mod tests {
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
-    fn log_sink_marks_streams_and_survives_a_full_disk() {
-        let dir = tempfile::tempdir().unwrap();
+    fn log_sink_marks_streams_and_survives_a_full_disk() -> Result<(), Box<dyn std::error::Error>> {
+        let dir = tempfile::tempdir()?;
         let path = dir.path().join("t.log");
-        let mut log = LogSink::open(&path).unwrap();
+        let mut log = LogSink::open(&path)?;
         log.write(Stream::Out, b"one\ntw");
         log.write(Stream::Err, b"err\n");
         log.write(Stream::Out, b"o\n");
         log.finish();
-        let text = std::fs::read_to_string(&path).unwrap();
+        let text = std::fs::read_to_string(&path)?;
         let lines: Vec<&str> = text.lines().map(|l| l.split_once(' ').map_or("", |(_, rest)| rest)).collect();
         assert_eq!(lines, ["[out] one", "[out] tw", "[err] err", "[out] o"]);
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::metadata(&path)?.permissions().mode() & 0o777, 0o600);
 
-        let mut full = LogSink::open(Path::new("/dev/full")).unwrap();
+        let mut full = LogSink::open(Path::new("/dev/full"))?;
         full.write(Stream::Out, b"no space\n");
         full.write(Stream::Out, b"still no space\n");
         assert!(LOG_WRITE_WARNED.load(Ordering::Relaxed));
+        Ok(())
     }
 }

@@ -397,6 +397,8 @@ pub fn prune_logs(logs: &Path, keep: usize, current: &str) {
 mod tests {
     use super::*;
 
+    type TestResult = Result<(), Box<dyn std::error::Error>>;
+
     #[test]
     fn chain_names_differ_by_path() {
         let a = chain_name(Path::new("/etc/runner.d"));
@@ -406,37 +408,39 @@ mod tests {
     }
 
     #[test]
-    fn save_and_load_round_trip() {
-        let dir = tempfile::tempdir().unwrap();
+    fn save_and_load_round_trip() -> TestResult {
+        let dir = tempfile::tempdir()?;
         let mut s = State { version: 1, ..State::default() };
         s.once.insert("a".into(), "t".into());
-        s.save(dir.path(), true).unwrap();
-        let back = State::load(dir.path()).unwrap();
+        s.save(dir.path(), true)?;
+        let back = State::load(dir.path()).map_err(|e| e.to_string())?;
         assert_eq!(back.once.get("a").map(String::as_str), Some("t"));
+        Ok(())
     }
 
     #[test]
-    fn unreadable_state_is_moved_aside() {
-        let dir = tempfile::tempdir().unwrap();
-        fs::write(dir.path().join(STATE_FILE), b"{garbage").unwrap();
-        let s = State::load(dir.path()).unwrap();
+    fn unreadable_state_is_moved_aside() -> TestResult {
+        let dir = tempfile::tempdir()?;
+        fs::write(dir.path().join(STATE_FILE), b"{garbage")?;
+        let s = State::load(dir.path()).map_err(|e| e.to_string())?;
         assert!(s.run.is_none());
         assert!(!dir.path().join(STATE_FILE).exists());
-        let moved = fs::read_dir(dir.path()).unwrap().count();
-        assert_eq!(moved, 1);
+        assert_eq!(fs::read_dir(dir.path())?.count(), 1);
+        Ok(())
     }
 
     #[test]
-    fn prune_keeps_newest() {
-        let dir = tempfile::tempdir().unwrap();
+    fn prune_keeps_newest() -> TestResult {
+        let dir = tempfile::tempdir()?;
         for r in ["20260101T000000Z-a", "20260102T000000Z-b", "20260103T000000Z-c"] {
-            fs::create_dir(dir.path().join(r)).unwrap();
+            fs::create_dir(dir.path().join(r))?;
         }
         prune_logs(dir.path(), 2, "20260103T000000Z-c");
         let mut left: Vec<String> =
-            fs::read_dir(dir.path()).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+            fs::read_dir(dir.path())?.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
         left.sort();
         assert_eq!(left, ["20260102T000000Z-b", "20260103T000000Z-c"]);
+        Ok(())
     }
 }
 

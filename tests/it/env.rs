@@ -79,8 +79,13 @@ fn each_task_runs_in_its_own_process_group() {
 
 #[test]
 fn config_path_with_white_space_warns_about_runner_config_cmd() {
-    let t = Test::new().traced("a", 0).file_mode("my dir/runner.cfg", "[runner]\nsleep_time = 0\nstate_dir = ../state\n", 0o644);
-    std::fs::set_permissions(t.path().join("my dir"), std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    let t = Test::new().traced("a", 0).file_mode(
+        "my dir/runner.cfg",
+        "[runner]\nsleep_time = 0\nstate_dir = ../state\n",
+        0o644,
+    );
+    std::fs::set_permissions(t.path().join("my dir"), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+        .expect("chmod");
     let ran = t.raw_args(["-c", "my dir/runner.cfg", "-n", "1", "tasks.d"]).status(0);
     ran.stderr_has("RUNNER_CONFIG_CMD").stderr_has("white space");
 }
