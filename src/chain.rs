@@ -468,7 +468,7 @@ pub fn attempt_key(run_id: &str, iteration: u64, file: &std::ffi::OsStr, success
     h.update([0]);
     h.update(successes.to_le_bytes());
     let d = h.finalize();
-    let hex: String = d[..16].iter().map(|b| format!("{b:02x}")).collect();
+    let hex = crate::state::hex(&d[..16]);
     format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 

@@ -110,10 +110,6 @@ fn dry_run_with_config_error_is_78() {
     Test::new().config("[runner]\nmax_time = x\n").traced("a", 0).args(["--dry-run"]).status(78);
 }
 
-fn is_root() -> bool {
-    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
-}
-
 /// The safety rule only applies to root; CI runs as root.
 fn root_or_skip(name: &str) -> bool {
     if !is_root() {

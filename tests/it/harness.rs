@@ -272,6 +272,12 @@ impl Ran {
     }
 }
 
+/// Whether the tests run as root (the safety rule and the default state
+/// directory depend on it).
+pub fn is_root() -> bool {
+    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
+}
+
 /// Whether a process with this pid is alive (and not a zombie).
 pub fn alive(pid: i32) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {

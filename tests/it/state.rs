@@ -74,7 +74,7 @@ fn default_state_dir() {
     let t = Test::new().config_exact("[runner]\nsleep_time = 0\n").traced("a", 0);
     let task_dir = t.tasks_dir();
     let ran = t.raw_args(["-c", "runner.cfg", "-n", "1", "tasks.d"]).status(0);
-    let root = rustix_is_root();
+    let root = is_root();
     let base = if root { PathBuf::from("/var/lib/runner") } else { ran.test.path().join("xdg-state/runner") };
     let found: Vec<PathBuf> = std::fs::read_dir(&base)
         .expect("state base")
@@ -94,10 +94,6 @@ fn default_state_dir() {
     if root {
         let _ = std::fs::remove_dir_all(&found[0]);
     }
-}
-
-fn rustix_is_root() -> bool {
-    std::process::Command::new("id").arg("-u").output().is_ok_and(|o| o.stdout.starts_with(b"0\n"))
 }
 
 #[test]
