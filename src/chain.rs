@@ -31,6 +31,7 @@ pub struct Chain<'a> {
     journal: &'a mut Journal,
     run_id: String,
     log_dir: Option<PathBuf>,
+    save_failed: bool,
 }
 
 /// Where one iteration starts (a resumed run starts mid-iteration).
@@ -74,7 +75,7 @@ pub fn run(opts: &Options, events: &Events, journal: &mut Journal, resume: bool)
         logging::warn(&format!("{}: cannot record the run: {e}", journal.dir.display()));
     }
     let log_dir = journal.log_dir(&start.run_id, opts.config.runner.keep_logs);
-    let mut chain = Chain { opts, events, journal, run_id: start.run_id.clone(), log_dir };
+    let mut chain = Chain { opts, events, journal, run_id: start.run_id.clone(), log_dir, save_failed: false };
     events.emit(
         "run_start",
         fields([
@@ -129,9 +130,14 @@ impl Chain<'_> {
         code::OK
     }
 
+    /// Applies a journal change; a failure to write it is warned about once
+    /// per run (the chain goes on: the journal is a record, not a gate).
     fn save(&mut self, f: impl FnOnce(&mut Journal) -> std::io::Result<()>) {
-        if let Err(e) = f(self.journal) {
-            logging::warn(&format!("{}: cannot write state: {e}", self.journal.dir.display()));
+        if let Err(e) = f(self.journal)
+            && !self.save_failed
+        {
+            self.save_failed = true;
+            logging::warn(&format!("{}: cannot write state: {e}; the chain goes on", self.journal.dir.display()));
         }
     }
 

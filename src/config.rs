@@ -134,6 +134,16 @@ pub struct Hooks {
     pub post: Option<Vec<String>>,
 }
 
+impl Origin {
+    /// `file:line` of a value set in the config; empty for a default.
+    pub fn at(&self, ini: &Ini) -> String {
+        match self {
+            Origin::Default => String::new(),
+            Origin::Config { loc, .. } => ini.at(*loc),
+        }
+    }
+}
+
 impl Hooks {
     /// Whether any hook is configured.
     pub fn any(&self) -> bool {
@@ -198,7 +208,8 @@ impl Diags {
 pub struct TaskConfig {
     pub limits: Limits,
     pub depends_on: Vec<String>,
-    pub depends_loc: Option<String>,
+    /// Where `depends_on` was set.
+    pub depends_from: Origin,
     pub run: Val<RunMode>,
 }
 
@@ -313,7 +324,7 @@ impl Config {
     pub fn task_config(&self, sections: &[&Section], diags: &mut Diags) -> TaskConfig {
         let mut limits = self.runner.limits.clone();
         let mut depends_on = Vec::new();
-        let mut depends_loc = None;
+        let mut depends_from = Origin::Default;
         let mut run = Val::default(RunMode::Always);
         // Least specific first, so the most specific section wins.
         for section in sections.iter().rev() {
@@ -321,7 +332,7 @@ impl Config {
             v.limits(&mut limits, false);
             if let Some(e) = v.entry("depends_on") {
                 depends_on = e.value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
-                depends_loc = Some(self.ini.at(e.loc));
+                depends_from = Origin::Config { section: section.name.clone(), loc: e.loc };
             }
             if let Some(e) = v.entry("run") {
                 let mode = match e.value.trim() {
@@ -336,7 +347,7 @@ impl Config {
                 }
             }
         }
-        TaskConfig { limits, depends_on, depends_loc, run }
+        TaskConfig { limits, depends_on, depends_from, run }
     }
 }
 

@@ -124,7 +124,7 @@ pub fn inspect(cli: &Cli, diags: &mut Diags, strict: bool) -> Option<Options> {
     }
     skipped.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
 
-    let order = order_tasks(&planned, diags);
+    let order = order_tasks(&config.ini, &planned, diags);
     let tasks: Vec<Planned> = order.into_iter().map(|i| planned[i].clone()).collect();
 
     let halt_task = task_dir.join(&config.runner.halt_task);
@@ -203,12 +203,12 @@ pub fn find_program(word: &str) -> Option<PathBuf> {
 /// ambiguous dependencies are reported and left out, so that a cycle among
 /// the others is still found; on a cycle, the order falls back to name order
 /// so that checking can go on.
-fn order_tasks(planned: &[Planned], diags: &mut Diags) -> Vec<usize> {
+fn order_tasks(ini: &crate::ini::Ini, planned: &[Planned], diags: &mut Diags) -> Vec<usize> {
     let tasks: Vec<Task> = planned.iter().map(|p| p.task.clone()).collect();
     let index = NameIndex::new(&tasks);
     let mut deps = vec![Vec::new(); planned.len()];
     for (i, p) in planned.iter().enumerate() {
-        let at = p.config.depends_loc.clone().unwrap_or_default();
+        let at = p.config.depends_from.at(ini);
         for word in &p.config.depends_on {
             match index.lookup(word) {
                 Lookup::One(j) if j == i => {
@@ -239,7 +239,7 @@ fn order_tasks(planned: &[Planned], diags: &mut Diags) -> Vec<usize> {
             if let Some(first) = names.first() {
                 shown.push_str(&format!(" -> {first}"));
             }
-            let at = cycle.first().and_then(|&i| planned[i].config.depends_loc.clone()).unwrap_or_default();
+            let at = cycle.first().map(|&i| planned[i].config.depends_from.at(ini)).unwrap_or_default();
             diags.error(at, format!("dependency cycle: {shown}"));
             (0..planned.len()).collect()
         }

@@ -342,9 +342,14 @@ impl Terminal {
         Terminal { prefix: format!("[{label}] ").into_bytes(), raw, at_line_start: [true; 2], buf: Vec::new() }
     }
 
+    /// Writes and flushes: stdout is line-buffered, and an unfinished line
+    /// (a progress message, a prompt) must show now, not at the next newline.
     fn emit(stream: Stream, data: &[u8]) {
         let _ = match stream {
-            Stream::Out => io::stdout().lock().write_all(data),
+            Stream::Out => {
+                let mut out = io::stdout().lock();
+                out.write_all(data).and_then(|_| out.flush())
+            }
             Stream::Err => io::stderr().lock().write_all(data),
         };
     }

@@ -122,10 +122,7 @@ fn plan<'a>(opts: &'a Options, journal: &State, state_dir: &std::path::Path) -> 
             retry_jitter: Setting::of(ini, &l.retry_jitter, secs),
             kill_grace: Setting::of(ini, &l.kill_grace, secs),
             interpreter: Setting::of(ini, &l.interpreter, |i| i.clone()),
-            depends_on: Setting {
-                value: p.config.depends_on.clone(),
-                from: p.config.depends_loc.clone().unwrap_or_else(|| "default".into()),
-            },
+            depends_on: Setting { value: p.config.depends_on.clone(), from: origin(ini, &p.config.depends_from) },
             run: Setting::of(ini, &p.config.run, |r| r.as_str()),
         });
     }

@@ -79,3 +79,16 @@ fn cpu_ticks(pid: i32) -> u64 {
     let get = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     get(14) + get(15)
 }
+
+#[test]
+fn an_unfinished_line_shows_at_once() {
+    let t = Test::new().task("a", "printf 'waiting...'\nsleep 0.5\necho ' done'");
+    let mut r = t.spawn();
+    let out = t.path().join("out");
+    assert!(
+        eventually(10, || std::fs::read_to_string(&out).is_ok_and(|s| s.contains("[a] waiting..."))),
+        "the partial line was held back"
+    );
+    assert_eq!(r.wait(20), 0);
+    assert_eq!(std::fs::read_to_string(&out).unwrap_or_default(), "[a] waiting... done\n");
+}
