@@ -211,6 +211,7 @@ impl Chain<'_> {
             env.push(("RUNNER_LOG_FILE".into(), path.into()));
         }
         let what = p.task.path.display().to_string();
+        let tag = format!("RUNNER_ATTEMPT_KEY={key}");
         let job = Job {
             argv: command(limits.interpreter.value.as_deref(), p.task.path.as_os_str()),
             env: &env,
@@ -220,6 +221,7 @@ impl Chain<'_> {
             kill_grace: limits.kill_grace.value.duration(),
             raw_output: opts.raw_output,
             log: log.as_ref().map(|(l, _)| l),
+            tag: Some(tag.as_bytes()),
         };
         let hooks = &opts.config.runner.hooks;
         // The stats object is built only when someone reads it.
@@ -378,6 +380,7 @@ impl Chain<'_> {
             kill_grace: limits.kill_grace.value.duration(),
             raw_output: opts.raw_output,
             log: log.as_ref().map(|(l, _)| l),
+            tag: None,
         };
         let finished = process::run(&job);
         let exit = &finished.exit;

@@ -90,7 +90,8 @@ pub fn call(hooks: &Hooks, when: When, stats: &Map<String, Value>, template: &Jo
         let mut argv: Vec<OsString> = words.iter().map(OsString::from).collect();
         argv.push(OsString::from(&json));
         let label = format!("{key} {}", template.label);
-        let job = Job { argv, label: &label, what: key, ..*template };
+        // No tag: the task's escaped daemons are the task's business, not the hook's.
+        let job = Job { argv, label: &label, what: key, tag: None, ..*template };
         let finished = process::run(&job);
         let exit = &finished.exit;
         if let Some(reason) = &exit.spawn_error {

@@ -72,6 +72,9 @@ pub fn run(cli: &Cli) -> Result<i32> {
     if let Some(task) = &cli.forget {
         return forget(&opts, &mut journal, task);
     }
+    if !unix::become_subreaper() {
+        logging::debug("PR_SET_CHILD_SUBREAPER is not available: escaped daemons are left to the service manager");
+    }
     Ok(chain::run(&opts, &events, &mut journal, cli.resume && !cli.fresh))
 }
 

@@ -46,6 +46,9 @@ pub struct Job<'a> {
     pub raw_output: bool,
     /// The task's log file, a second sink for its output.
     pub log: Option<&'a LogSink>,
+    /// An environment entry (`NAME=value`) that marks the job's processes,
+    /// so that ones that escaped its process group can be found.
+    pub tag: Option<&'a [u8]>,
 }
 
 /// The finished child, and its process group, which may still hold
@@ -55,13 +58,22 @@ pub struct Finished {
     /// Leftovers still held stdout/stderr after [`DRAIN`].
     pub leaked_output: bool,
     group: i32,
+    tag: Option<Vec<u8>>,
 }
 
 impl Finished {
-    /// SIGKILLs whatever is left in the child's process group.
+    /// SIGKILLs whatever is left in the child's process group, and the
+    /// orphans runner adopted that carry the job's tag (a daemon that left
+    /// the group with `setsid`).
     pub fn kill_leftovers(&self) {
         if self.group > 0 {
             unix::kill_group(self.group, libc::SIGKILL);
+        }
+        if let Some(tag) = &self.tag {
+            let n = unix::kill_adopted(tag);
+            if n > 0 {
+                crate::logging::warn(&format!("killed {n} process(es) that had escaped the process group"));
+            }
         }
     }
 }
@@ -91,7 +103,7 @@ pub fn run(job: &Job) -> Finished {
         Err(e) => {
             let reason = spawn_reason(job, &e);
             let exit = Exit { spawn_error: Some(reason), duration: started.elapsed(), ..Exit::default() };
-            return Finished { exit, leaked_output: false, group: 0 };
+            return Finished { exit, leaked_output: false, group: 0, tag: None };
         }
     };
     let group = child.id() as i32;
@@ -111,7 +123,10 @@ pub fn run(job: &Job) -> Finished {
         cancelled_by: signals::cancelled().filter(|_| !cancelled_before),
         duration: started.elapsed(),
     };
-    Finished { exit, leaked_output, group }
+    // Every std child is waited for now: adopted orphans that exited can
+    // be reaped by pid.
+    unix::reap_adopted();
+    Finished { exit, leaked_output, group, tag: job.tag.map(<[u8]>::to_vec) }
 }
 
 fn spawn_reason(job: &Job, e: &io::Error) -> String {

@@ -69,3 +69,28 @@ fn leftovers_after_ok_are_left_alone() {
     assert!(alive(pid), "daemon {pid} was killed");
     let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
 }
+
+#[test]
+fn a_failed_tasks_setsid_daemon_is_killed_too() {
+    // The daemon leaves the task's process group with setsid; runner, as the
+    // subreaper, adopts it and finds it by the task's attempt key.
+    let ran = Test::new()
+        .config("[runner]\nmax_tries = 1\n")
+        .task("a", "setsid sleep 60 >/dev/null 2>&1 &\necho $! > \"$TRACE.pid\"\nsleep 0.2\nexit 1")
+        .status(1);
+    let pid: i32 = ran.read("trace.pid").trim().parse().expect("pid");
+    assert!(eventually(5, || !alive(pid)), "escaped daemon {pid} survived its failed task");
+    ran.stderr_has("escaped the process group");
+}
+
+#[test]
+fn an_ok_tasks_setsid_daemon_is_left_alone() {
+    let ran = Test::new()
+        .config("[runner]\ntask_hook = /bin/true\n")
+        .task("a", "setsid sleep 30 >/dev/null 2>&1 &\necho $! > \"$TRACE.pid\"\nsleep 0.2")
+        .traced("b", 0)
+        .status(0);
+    let pid: i32 = ran.read("trace.pid").trim().parse().expect("pid");
+    assert!(alive(pid), "the daemon of a task that succeeded was killed");
+    let _ = std::process::Command::new("kill").arg(pid.to_string()).status();
+}
