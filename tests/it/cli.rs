@@ -124,3 +124,29 @@ fn syslog_receives_runner_messages() {
     let msg = seen.last().cloned().unwrap_or_default();
     assert!(msg.starts_with("<30>runner[") && msg.ends_with("iteration 1"), "{seen:?}");
 }
+
+#[test]
+fn times_zero_means_forever() {
+    // Forever, until the task says stop (exit 3) on the third iteration.
+    for args in [&["-n", "0"][..], &[]] {
+        let t = Test::new()
+            .config("[runner]\ntimes = 0\n")
+            .task("a", "echo \"$RUNNER_ITERATION\" >> \"$TRACE\"\n[ \"$RUNNER_ITERATION\" -lt 3 ] || exit 3");
+        let mut all = vec!["-c", "runner.cfg"];
+        all.extend_from_slice(args);
+        all.push("tasks.d");
+        let ran = t.raw_args(all).status(3);
+        assert_eq!(ran.trace(), ["1", "2", "3"]);
+    }
+}
+
+#[test]
+fn halt_after_with_times_from_config() {
+    let ran = Test::new()
+        .config("[runner]\ntimes = 2\n")
+        .traced("a", 0)
+        .traced("halt.sh", 0)
+        .raw_args(["-c", "runner.cfg", "-H", "tasks.d"])
+        .status(0);
+    assert_eq!(ran.trace(), ["a", "a", "halt.sh"]);
+}

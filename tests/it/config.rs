@@ -202,3 +202,15 @@ fn retry_jitter_is_read() {
     let bad = Test::new().config("[runner]\nretry_jitter = lots\n").traced("a", 0).status(78);
     bad.stderr_has("'retry_jitter'");
 }
+
+#[test]
+fn per_task_sleep_jitter_and_kill_grace_override_runner() {
+    // Globally the backoff would be at least 1000 s and the kill grace an
+    // hour; the task's section brings both down.
+    let ran = Test::new()
+        .config("[runner]\nsleep_time = 1000\nretry_jitter = 5\nkill_grace = 3600\nmax_tries = 2\n[a]\nsleep_time = 0.01\nretry_jitter = 0\nkill_grace = 0.2\nmax_time = 0.2\n")
+        .task("a", "trap '' TERM\necho x >> \"$TRACE\"\nwhile :; do sleep 0.05; done")
+        .status(1);
+    assert_eq!(ran.trace(), ["x", "x"]);
+    ran.stderr_has("sleeping 0.011 s").stderr_has("sending SIGKILL");
+}

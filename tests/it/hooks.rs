@@ -89,3 +89,13 @@ fn hook_gets_task_environment() {
         .status(0);
     assert_eq!(ran.trace(), ["hook sees a hi"]);
 }
+
+#[test]
+fn hook_gets_the_tasks_max_time() {
+    let ran = Test::new()
+        .config("[runner]\nmax_time = 0.3\npre_task_hook = /bin/sh -c 'exec sleep 30'\n")
+        .traced("a", 0)
+        .status(0);
+    ran.stderr_has("pre_task_hook: timed out");
+    assert_eq!(ran.trace(), ["a"]);
+}
