@@ -102,9 +102,6 @@ impl Default for Limits {
     }
 }
 
-/// `[runner]` keys that a task section may override.
-pub const TASK_KEYS: &[&str] = &["max_time", "max_tries", "sleep_time", "retry_jitter", "interpreter", "kill_grace"];
-
 /// Every key `[runner]` understands.
 pub const RUNNER_KEYS: &[&str] = &[
     "sleep_time",
