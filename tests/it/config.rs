@@ -196,9 +196,19 @@ fn fractional_max_sleep_time_caps_backoff() {
 
 #[test]
 fn retry_jitter_is_read() {
-    // sleep_time 0 and jitter 0.02: the sleep is between 0 and 0.023 s, and printed.
-    let ran = Test::new().config("[runner]\nretry_jitter = 0.02\nmax_tries = 2\n").traced("a", 1).status(1);
-    ran.stderr_has("sleeping 0.0");
+    // sleep_time 0: without the jitter every backoff would be 0.000 s. Five
+    // backoffs all drawing under a millisecond of a 0.2 s jitter is a
+    // one-in-10^15 event.
+    let ran = Test::new().config("[runner]\nretry_jitter = 0.2\nmax_tries = 6\n").traced("a", 1).status(1);
+    let sleeps: Vec<f64> = ran
+        .stderr()
+        .lines()
+        .filter_map(|l| l.strip_prefix("runner: sleeping "))
+        .filter_map(|l| l.split(' ').next()?.parse().ok())
+        .collect();
+    assert_eq!(sleeps.len(), 5, "{}", ran.describe());
+    assert!(sleeps.iter().any(|&s| s > 0.0), "{sleeps:?}");
+    assert!(sleeps.iter().all(|&s| s <= 0.2 * 1.14f64.powi(5) + 0.001), "{sleeps:?}");
     let bad = Test::new().config("[runner]\nretry_jitter = lots\n").traced("a", 0).status(78);
     bad.stderr_has("'retry_jitter'");
 }

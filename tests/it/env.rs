@@ -59,9 +59,11 @@ fn attempt_key_kept_across_retries_and_renewed_after_ok() {
 
 #[test]
 fn stdin_is_dev_null_and_cwd_is_runners() {
-    let ran = Test::new()
-        .task("a", "if read line; then echo \"read: $line\"; else echo stdin-empty; fi\necho \"cwd=$(pwd)\"")
-        .run();
+    // runner's own stdin has a line to read: the task must not see it.
+    let t = Test::new()
+        .task("a", "if read line; then echo \"read: $line\"; else echo stdin-empty; fi\necho \"cwd=$(pwd)\"");
+    let output = t.command().write_stdin("secret line\n").output().expect("run");
+    let ran = Ran::from_output(output, t);
     assert_eq!(ran.code(), 0);
     ran.stdout_has("[a] stdin-empty");
     let cwd = std::fs::canonicalize(ran.test.path()).expect("canon");

@@ -238,6 +238,11 @@ pub struct Ran {
 }
 
 impl Ran {
+    /// Wraps the output of a command built with [`Test::command`].
+    pub fn from_output(output: Output, test: Test) -> Ran {
+        Ran { output, test, trace_dir: None }
+    }
+
     pub fn code(&self) -> i32 {
         self.output.status.code().unwrap_or(-1)
     }

@@ -82,13 +82,17 @@ fn cpu_ticks(pid: i32) -> u64 {
 
 #[test]
 fn an_unfinished_line_shows_at_once() {
-    let t = Test::new().task("a", "printf 'waiting...'\nsleep 0.5\necho ' done'");
+    // The task waits (up to 20 s) until the test has seen its unfinished
+    // line, so the line can only be seen if runner passed it on at once.
+    let t = Test::new().task(
+        "a",
+        "printf 'waiting...'\nfor i in $(seq 200); do [ -e \"$TRACE.go\" ] && break; sleep 0.1; done\necho ' done'",
+    );
     let mut r = t.spawn();
     let out = t.path().join("out");
-    assert!(
-        eventually(10, || std::fs::read_to_string(&out).is_ok_and(|s| s.contains("[a] waiting..."))),
-        "the partial line was held back"
-    );
-    assert_eq!(r.wait(20), 0);
+    let seen = eventually(10, || std::fs::read_to_string(&out).is_ok_and(|s| s.contains("[a] waiting...")));
+    std::fs::write(t.path().join("trace.go"), "").expect("go");
+    assert!(seen, "the unfinished line was held back");
+    assert_eq!(r.wait(30), 0);
     assert_eq!(std::fs::read_to_string(&out).unwrap_or_default(), "[a] waiting... done\n");
 }
