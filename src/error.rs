@@ -37,6 +37,8 @@ pub enum Error {
     Usage(String),
     /// The chain lock is held by someone else.
     Locked(String),
+    /// Stopped by this signal before the chain ran (waiting for the lock).
+    Cancelled(i32),
     /// Anything else that went wrong in runner itself (I/O on its own files).
     Other(anyhow::Error),
 }
@@ -52,6 +54,7 @@ impl Error {
             Error::Config(_) => code::CONFIG,
             Error::Usage(_) => code::USAGE,
             Error::Locked(_) => code::LOCKED,
+            Error::Cancelled(sig) => code::SIGNAL_BASE + sig,
             Error::Other(_) => code::GAVE_UP,
         }
     }
@@ -62,6 +65,7 @@ impl fmt::Display for Error {
         match self {
             Error::Config(lines) => write!(f, "{}", lines.join("\nrunner: error: ")),
             Error::Usage(m) | Error::Locked(m) => write!(f, "{m}"),
+            Error::Cancelled(sig) => write!(f, "stopped by signal {sig} while waiting for the chain lock"),
             Error::Other(e) => write!(f, "{e:#}"),
         }
     }

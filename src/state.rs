@@ -87,7 +87,19 @@ pub fn lock(dir: &Path, wait: bool) -> Result<Lock> {
         Ok(()) => {}
         Err(fs::TryLockError::WouldBlock) if wait => {
             crate::logging::info(&format!("waiting for the chain lock ({})", holder(&path)));
-            file.lock().map_err(|e| Error::Other(anyhow::anyhow!("{}: cannot lock: {e}", path.display())))?;
+            // Poll the lock so that a signal to runner still ends the wait.
+            loop {
+                if let Some(sig) = crate::signals::sleep(std::time::Duration::from_millis(100)) {
+                    return Err(Error::Cancelled(sig));
+                }
+                match file.try_lock() {
+                    Ok(()) => break,
+                    Err(fs::TryLockError::WouldBlock) => {}
+                    Err(fs::TryLockError::Error(e)) => {
+                        return Err(Error::Other(anyhow::anyhow!("{}: cannot lock: {e}", path.display())));
+                    }
+                }
+            }
         }
         Err(fs::TryLockError::WouldBlock) => {
             return Err(Error::Locked(format!(

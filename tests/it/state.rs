@@ -306,3 +306,25 @@ fn status_shows_next_retry() {
 fn status_without_state() {
     Test::new().traced("a", 0).args(["--status"]).status(0).stdout_has("no run recorded");
 }
+
+#[test]
+fn a_signal_ends_the_wait_for_the_lock() {
+    let t = Test::new().task("a", "[ -e \"$TRACE.go\" ] && exit 0\necho x > \"$TRACE.started\"\nexec sleep 30");
+    let mut first = t.spawn();
+    assert!(eventually(20, || t.path().join("trace.started").exists()));
+    std::fs::write(t.path().join("trace.go"), "").expect("go");
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_runner"));
+    cmd.args(["-c", "runner.cfg", "-n", "1", "--wait", "tasks.d"]).current_dir(t.path());
+    let mut second = cmd.stderr(std::process::Stdio::piped()).spawn().expect("second runner");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = std::process::Command::new("kill").args(["-TERM", &second.id().to_string()]).status();
+    // The lock holder's task sleeps 30 s: only the signal can end the wait.
+    let mut status = None;
+    assert!(eventually(10, || {
+        status = second.try_wait().ok().flatten();
+        status.is_some()
+    }));
+    assert_eq!(status.and_then(|s| s.code()), Some(143));
+    first.signal("TERM");
+    assert_eq!(first.wait(20), 143);
+}
