@@ -154,6 +154,8 @@ impl Chain<'_> {
             let p = &opts.tasks[i];
             let file = p.task.file_str.as_str();
             if pos.done.contains(file) {
+                // Done before a resume: counts as progress, not as a skip.
+                ran_any = true;
                 i += 1;
                 continue;
             }

@@ -509,9 +509,9 @@ impl Journal {
             Some(old) if old.run_id == r.run_id => old.started_at.clone(),
             _ => now(),
         };
-        let tasks = match &self.state.run {
-            Some(old) if old.run_id == r.run_id => old.tasks.clone(),
-            _ => TaskTable::default(),
+        let (tasks, last_failure) = match &self.state.run {
+            Some(old) if old.run_id == r.run_id => (old.tasks.clone(), old.last_failure.clone()),
+            _ => (TaskTable::default(), None),
         };
         self.state.run = Some(Run {
             run_id: r.run_id.clone(),
@@ -523,7 +523,7 @@ impl Journal {
             try_num: r.try_num,
             current: None,
             next_retry_at: None,
-            last_failure: None,
+            last_failure,
             exit_code: None,
             tasks,
         });

@@ -156,8 +156,10 @@ impl Test {
     }
 
     /// Runs runner again on the same directory (default arguments plus
-    /// `extra`), keeping this `Test` for more runs.
+    /// `extra`; `-n 1` unless `extra` sets `-n`), keeping this `Test` for
+    /// more runs.
     pub fn run_more_with(&self, extra: &[&str]) -> Ran {
+        let times: &[&str] = if extra.contains(&"-n") { &[] } else { &["-n", "1"] };
         let mut cmd = Command::cargo_bin("runner").expect("binary");
         std::fs::write(self.config_path(), &self.config).expect("write config");
         cmd.current_dir(self.tmp.path())
@@ -166,7 +168,7 @@ impl Test {
             .timeout(Duration::from_secs(60))
             .arg("-c")
             .arg(self.config_path())
-            .args(["-n", "1"])
+            .args(times)
             .args(&self.args)
             .args(extra)
             .arg(self.tasks_dir());

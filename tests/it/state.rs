@@ -328,3 +328,18 @@ fn a_signal_ends_the_wait_for_the_lock() {
     first.signal("TERM");
     assert_eq!(first.wait(20), 143);
 }
+
+#[test]
+fn resume_after_the_last_task_went_on_to_the_next_iteration() {
+    // A crash after the last task's commit, before the run's end: every task
+    // of iteration 1 is done, so --resume goes on with iteration 2.
+    let t = Test::new().task("a", "echo \"a $RUNNER_ITERATION\" >> \"$TRACE\"");
+    assert_eq!(t.run_more().code(), 0);
+    let path = t.path().join("state/state.json");
+    let text = std::fs::read_to_string(&path).expect("journal");
+    std::fs::write(&path, text.replace("\"status\":\"finished\"", "\"status\":\"running\"")).expect("edit");
+    let resumed = t.run_more_with(&["--resume", "-n", "2"]);
+    assert_eq!(resumed.code(), 0, "{}", resumed.describe());
+    resumed.stderr_lacks("nothing to do");
+    assert_eq!(resumed.trace(), ["a 1", "a 2"]);
+}
