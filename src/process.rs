@@ -250,15 +250,11 @@ fn supervise(
             if !open[stream as usize] || revents[stream as usize].is_empty() {
                 continue;
             }
-            let n = match stream {
-                Stream::Out => out.read(&mut buf),
-                Stream::Err => err.read(&mut buf),
+            let reader: &mut dyn Read = match stream {
+                Stream::Out => &mut out,
+                Stream::Err => &mut err,
             };
-            match n {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Ok(0) | Err(_) => open[stream as usize] = false,
-                Ok(n) => sinks.iter_mut().for_each(|s| s.write(stream, &buf[..n])),
-            }
+            open[stream as usize] = forward_chunk(reader, stream, &mut buf, &mut sinks);
         }
         if status.is_none() && !revents[2].is_empty() {
             status = Some(child.wait());
@@ -500,6 +496,19 @@ fn give_buffer(buf: Vec<u8>) {
     }
 }
 
+/// Reads one chunk from a ready stream and hands it to every sink. Returns
+/// whether the stream is still open.
+fn forward_chunk(reader: &mut dyn Read, stream: Stream, buf: &mut [u8], sinks: &mut [Box<dyn Sink>]) -> bool {
+    match reader.read(buf) {
+        Err(e) if e.kind() == io::ErrorKind::Interrupted => true,
+        Ok(0) | Err(_) => false,
+        Ok(n) => {
+            sinks.iter_mut().for_each(|s| s.write(stream, &buf[..n]));
+            true
+        }
+    }
+}
+
 /// Copies whichever of the two streams are given to the sinks until both
 /// reach end of file, in arrival order, through one fixed buffer.
 fn pump_some(mut out: Option<ChildStdout>, mut err: Option<ChildStderr>, mut sinks: Vec<Box<dyn Sink>>) {
@@ -529,17 +538,22 @@ fn pump_some(mut out: Option<ChildStdout>, mut err: Option<ChildStderr>, mut sin
             if revents[stream as usize].is_empty() {
                 continue;
             }
-            let n = match stream {
-                Stream::Out => out.as_mut().map(|o| o.read(&mut buf)),
-                Stream::Err => err.as_mut().map(|e| e.read(&mut buf)),
-            };
-            match n {
-                Some(Err(e)) if e.kind() == io::ErrorKind::Interrupted => {}
-                Some(Ok(0)) | Some(Err(_)) | None => match stream {
-                    Stream::Out => out = None,
-                    Stream::Err => err = None,
-                },
-                Some(Ok(n)) => sinks.iter_mut().for_each(|s| s.write(stream, &buf[..n])),
+            // A stream is dropped (closed) once it reaches end of file.
+            match stream {
+                Stream::Out => {
+                    if let Some(o) = &mut out
+                        && !forward_chunk(o, stream, &mut buf, &mut sinks)
+                    {
+                        out = None;
+                    }
+                }
+                Stream::Err => {
+                    if let Some(e) = &mut err
+                        && !forward_chunk(e, stream, &mut buf, &mut sinks)
+                    {
+                        err = None;
+                    }
+                }
             }
         }
     }
