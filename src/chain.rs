@@ -233,7 +233,9 @@ impl Chain<'_> {
             hooks::call(hooks, When::Before, &before, &job);
             self.events.emit("task_start", before);
         }
-        logging::debug(&format!("{file}: starting (try {try_num} of {})", limits.max_tries.value));
+        if logging::enabled(logging::Level::Debug) {
+            logging::debug(&format!("{file}: starting (try {try_num} of {})", limits.max_tries.value));
+        }
         let (exit, finished) = match signals::cancelled() {
             Some(sig) => (Exit { cancelled_by: Some(sig), ..Exit::default() }, None),
             None => {
@@ -413,6 +415,9 @@ enum Step {
 }
 
 fn report(p: &Planned, result: TaskResult, exit: &Exit, try_num: u32) {
+    if result == TaskResult::Ok && !logging::enabled(logging::Level::Debug) {
+        return;
+    }
     let secs = exit.duration.as_secs_f64();
     let how = if let Some(reason) = &exit.spawn_error {
         reason.clone()

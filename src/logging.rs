@@ -74,3 +74,9 @@ pub fn info(text: &str) {
 pub fn debug(text: &str) {
     emit(Level::Debug, text);
 }
+
+/// Whether messages of `level` are shown: callers on the per-task path
+/// skip formatting a message nobody will see.
+pub fn enabled(level: Level) -> bool {
+    level as u8 <= LEVEL.load(Ordering::Relaxed)
+}
