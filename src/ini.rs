@@ -50,6 +50,11 @@ impl Section {
 
 pub const DEFAULT_SECTION: &str = "DEFAULT";
 
+/// A private-use character placed after a backslash at the end of a line
+/// while rust-ini parses (see [`Ini::merge_bytes`]).
+const GUARD: char = '\u{E000}';
+const BACKSLASH_EOL_GUARDED: &str = "\\\u{E000}\n";
+
 /// Merged contents of one or more INI files.
 #[derive(Clone, Debug, Default)]
 pub struct Ini {
@@ -81,7 +86,18 @@ impl Ini {
             enabled_indented_mutiline_value: true,
             enabled_preserve_key_leading_whitespace: false,
         };
-        let parsed = ini::Ini::load_from_str_opt(text, opt)
+        // rust-ini joins a line that ends in a backslash with the next one
+        // even with escapes off; RawConfigParser keeps the backslash. A
+        // marker after such a backslash keeps rust-ini from seeing `\` +
+        // newline; it is removed from the values again below.
+        let guarded;
+        let source = if text.contains("\\\n") {
+            guarded = text.replace("\\\n", BACKSLASH_EOL_GUARDED);
+            guarded.as_str()
+        } else {
+            text
+        };
+        let parsed = ini::Ini::load_from_str_opt(source, opt)
             .map_err(|e| Diag::new(format!("{}:{}", path.display(), e.line.max(1)), e.msg.to_string()))?;
         let lines = LineIndex::new(text);
         let file = self.files.len();
@@ -100,7 +116,8 @@ impl Ini {
             let section = self.section_mut(name, Loc { file, line: lines.section_line(name).unwrap_or(1) });
             for (key, value) in props.iter() {
                 let line = lines.key_line(Some(name), key).unwrap_or(1);
-                section.set(Entry { key: key.to_string(), value: value.to_string(), loc: Loc { file, line } });
+                let value = if value.contains(GUARD) { value.replace(GUARD, "") } else { value.to_string() };
+                section.set(Entry { key: key.to_string(), value, loc: Loc { file, line } });
             }
         }
         Ok(())
@@ -237,6 +254,15 @@ mod tests {
         assert_eq!(val(&ini, "a", "q"), Some("\"quoted\" 'x'"));
         assert_eq!(val(&ini, "a", "b"), Some("a\\tb"));
         assert_eq!(val(&ini, "a", "v"), Some("%(other)s"));
+        Ok(())
+    }
+
+    #[test]
+    fn backslash_at_end_of_line_is_kept_not_a_continuation() -> TestResult {
+        let ini = load("[a]\nx = C:\\dir\\\ny = 1\nm = one \\\n  two\n")?;
+        assert_eq!(val(&ini, "a", "x"), Some("C:\\dir\\"));
+        assert_eq!(val(&ini, "a", "y"), Some("1"));
+        assert_eq!(val(&ini, "a", "m"), Some("one \\\ntwo"));
         Ok(())
     }
 
