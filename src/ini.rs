@@ -86,18 +86,8 @@ impl Ini {
             enabled_indented_mutiline_value: true,
             enabled_preserve_key_leading_whitespace: false,
         };
-        // rust-ini joins a line that ends in a backslash with the next one
-        // even with escapes off; RawConfigParser keeps the backslash. A
-        // marker after such a backslash keeps rust-ini from seeing `\` +
-        // newline; it is removed from the values again below.
-        let guarded;
-        let source = if text.contains("\\\n") {
-            guarded = text.replace("\\\n", BACKSLASH_EOL_GUARDED);
-            guarded.as_str()
-        } else {
-            text
-        };
-        let parsed = ini::Ini::load_from_str_opt(source, opt)
+        let source = normalize(text).map_err(|(line, msg)| Diag::new(format!("{}:{line}", path.display()), msg))?;
+        let parsed = ini::Ini::load_from_str_opt(&source, opt)
             .map_err(|e| Diag::new(format!("{}:{}", path.display(), e.line.max(1)), e.msg.to_string()))?;
         let lines = LineIndex::new(text);
         let file = self.files.len();
@@ -159,6 +149,46 @@ impl Ini {
         let file = self.files.get(loc.file).map(|p| p.display().to_string()).unwrap_or_default();
         format!("{file}:{}", loc.line)
     }
+}
+
+/// Brings RawConfigParser's line rules to rust-ini, line by line (line
+/// numbers are kept):
+/// - a line that is neither blank, a comment, a section header, an indented
+///   continuation nor `key = value` / `key: value` is an error (rust-ini would
+///   silently glue it to the next key);
+/// - text after a section header's `]` is ignored (rust-ini rejects it);
+/// - a line that ends in a backslash keeps it: rust-ini would join it to the
+///   next line even with escapes off, so a [`GUARD`] follows the backslash
+///   while rust-ini parses and is removed from the values afterwards.
+fn normalize(text: &str) -> Result<String, (usize, String)> {
+    let mut out = String::with_capacity(text.len() + 16);
+    for (n, raw) in text.split_inclusive('\n').enumerate() {
+        let body = raw.strip_suffix('\n').unwrap_or(raw);
+        let body = body.strip_suffix('\r').unwrap_or(body);
+        let trimmed = body.trim();
+        let continuation_or_comment =
+            trimmed.is_empty() || trimmed.starts_with(['#', ';']) || body.starts_with([' ', '\t']);
+        if !continuation_or_comment && let Some(rest) = trimmed.strip_prefix('[') {
+            let Some(end) = rest.find(']') else {
+                return Err((n + 1, "section header without a closing ']'".into()));
+            };
+            out.push('[');
+            out.push_str(&rest[..end]);
+            out.push_str("]\n");
+            continue;
+        }
+        if !continuation_or_comment && !trimmed.contains(['=', ':']) {
+            return Err((n + 1, format!("expected 'key = value' or 'key: value', found '{trimmed}'")));
+        }
+        match raw.strip_suffix("\\\n") {
+            Some(head) => {
+                out.push_str(head);
+                out.push_str(BACKSLASH_EOL_GUARDED);
+            }
+            None => out.push_str(raw),
+        }
+    }
+    Ok(out)
 }
 
 /// Line numbers of section headers and keys, following the same line rules
@@ -264,6 +294,23 @@ mod tests {
         assert_eq!(val(&ini, "a", "y"), Some("1"));
         assert_eq!(val(&ini, "a", "m"), Some("one \\\ntwo"));
         Ok(())
+    }
+
+    #[test]
+    fn section_header_text_after_bracket_is_ignored() -> TestResult {
+        let ini = load("[a] ; a comment\nx = 1\n[b]]\ny = 2\n")?;
+        assert_eq!(val(&ini, "a", "x"), Some("1"));
+        assert_eq!(val(&ini, "b", "y"), Some("2"));
+        Ok(())
+    }
+
+    #[test]
+    fn a_line_that_is_not_key_value_is_an_error() {
+        assert_eq!(
+            load("[a]\nx = 1\nlonely\ny = 2\n").map(|_| ()),
+            Err("t.cfg:3: expected 'key = value' or 'key: value', found 'lonely'".to_string())
+        );
+        assert_eq!(load("[a\nx = 1\n").map(|_| ()), Err("t.cfg:1: section header without a closing ']'".to_string()));
     }
 
     #[test]
