@@ -382,6 +382,17 @@ impl State {
     }
 }
 
+/// Removes journal temp files that a runner killed mid-write left behind
+/// (only the lock holder writes them, so with the lock held they are stale).
+fn remove_stale_temp_files(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        if e.file_name().as_encoded_bytes().starts_with(b".state.") {
+            let _ = fs::remove_file(e.path());
+        }
+    }
+}
+
 /// This boot's id (`/proc/sys/kernel/random/boot_id`).
 pub fn boot_id() -> String {
     fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
@@ -485,6 +496,7 @@ impl Journal {
         create_private_dir(dir)
             .map_err(|e| Error::Other(anyhow::anyhow!("{}: cannot create state directory: {e}", dir.display())))?;
         let lock = lock(dir, wait)?;
+        remove_stale_temp_files(dir);
         let mut state = State::load(dir)?;
         state.version = 1;
         state.task_dir = task_dir.to_string_lossy().into_owned();

@@ -343,3 +343,13 @@ fn resume_after_the_last_task_went_on_to_the_next_iteration() {
     resumed.stderr_lacks("nothing to do");
     assert_eq!(resumed.trace(), ["a 1", "a 2"]);
 }
+
+#[test]
+fn temp_files_of_a_killed_writer_are_cleaned_up() {
+    let t = Test::new().traced("a", 0);
+    assert_eq!(t.run_more().code(), 0);
+    let stale = t.path().join("state/.state.AbC123");
+    std::fs::write(&stale, "{half a jour").expect("stale");
+    assert_eq!(t.run_more().code(), 0);
+    assert!(!stale.exists());
+}
