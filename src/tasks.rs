@@ -51,7 +51,9 @@ pub struct Task {
     /// The file name as found in TASKDIR (may be non-UTF-8).
     pub file: OsString,
     pub path: PathBuf,
-    /// The file name for messages and JSON (lossy for non-UTF-8 names).
+    /// The file name for messages, JSON and journal keys: the name itself
+    /// when it is UTF-8, else with each invalid byte written as `\xNN`
+    /// (distinct names stay distinct).
     pub file_str: String,
     /// The name per SPEC §3 (`3-check-ami.sh` → `check-ami`).
     pub name: String,
@@ -106,11 +108,23 @@ pub fn discover(dir: &Path, halt_task: &str) -> io::Result<(Vec<Task>, Vec<Skipp
             Ok(m) => m.permissions().mode() & 0o111 != 0,
             Err(_) => true,
         };
-        let file_str = file.to_string_lossy().into_owned();
+        let file_str = display_name(&file);
         let name = task_name(&file_str);
         tasks.push(Task { file, path, file_str, name, executable });
     }
     Ok((tasks, skipped))
+}
+
+/// A file name as text: UTF-8 as is, each invalid byte as `\xNN`.
+pub fn display_name(name: &OsStr) -> String {
+    let mut out = String::new();
+    for chunk in name.as_bytes().utf8_chunks() {
+        out.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    out
 }
 
 /// `3-check-ami.sh` → `check-ami`, `10_clobber` → `clobber`,
@@ -258,6 +272,14 @@ mod tests {
         ] {
             assert_eq!(task_name(file), name, "{file}");
         }
+    }
+
+    #[test]
+    fn display_names_keep_invalid_bytes_apart() {
+        use std::os::unix::ffi::OsStrExt;
+        assert_eq!(display_name(OsStr::new("10-café")), "10-café");
+        assert_eq!(display_name(OsStr::from_bytes(b"10-caf\xe9")), "10-caf\\xe9");
+        assert_ne!(display_name(OsStr::from_bytes(b"a\xe9")), display_name(OsStr::from_bytes(b"a\xe8")));
     }
 
     #[test]
