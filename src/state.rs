@@ -370,9 +370,11 @@ impl State {
         Ok(bytes)
     }
 
-    /// Replaces `state.json` atomically; `durable` also fsyncs the file and
-    /// the directory.
-    pub fn save(&self, dir: &Path, durable: bool) -> io::Result<()> {
+    /// Replaces `state.json` atomically. With `sync_dir` (the state
+    /// directory, opened once by the journal) the write is durable: the file
+    /// and the directory are fsynced.
+    pub fn save(&self, dir: &Path, sync_dir: Option<&File>) -> io::Result<()> {
+        let durable = sync_dir.is_some();
         let mut bytes = self.to_json()?;
         bytes.push(b'\n');
         let mut tmp = tempfile::Builder::new().prefix(".state.").tempfile_in(dir)?;
@@ -381,8 +383,8 @@ impl State {
             tmp.as_file().sync_data()?;
         }
         tmp.persist(dir.join(STATE_FILE)).map_err(|e| e.error)?;
-        if durable {
-            File::open(dir)?.sync_all()?;
+        if let Some(d) = sync_dir {
+            d.sync_all()?;
         }
         Ok(())
     }
@@ -446,7 +448,7 @@ mod tests {
         let dir = tempfile::tempdir()?;
         let mut s = State { version: 1, ..State::default() };
         s.once.insert("a".into(), "t".into());
-        s.save(dir.path(), true)?;
+        s.save(dir.path(), Some(&File::open(dir.path())?))?;
         let back = State::load(dir.path()).map_err(|e| e.to_string())?;
         assert_eq!(back.once.get("a").map(String::as_str), Some("t"));
         Ok(())
@@ -491,6 +493,8 @@ pub struct Resumed {
 /// The state directory of a locked chain and its journal.
 pub struct Journal {
     pub dir: PathBuf,
+    /// The state directory, kept open for the fsync of each durable commit.
+    dir_file: File,
     pub state: State,
     boot_id: String,
     _lock: Lock,
@@ -511,7 +515,14 @@ impl Journal {
         let mut state = State::load(dir)?;
         state.version = 1;
         state.task_dir = task_dir.to_string_lossy().into_owned();
-        Ok(Journal { dir: dir.to_path_buf(), state, boot_id: boot_id(), _lock: lock })
+        let dir_file = File::open(dir)
+            .map_err(|e| Error::Other(anyhow::anyhow!("{}: cannot open state directory: {e}", dir.display())))?;
+        Ok(Journal { dir: dir.to_path_buf(), dir_file, state, boot_id: boot_id(), _lock: lock })
+    }
+
+    /// Writes the journal; `durable` makes it a durable commit.
+    fn commit(&self, durable: bool) -> io::Result<()> {
+        self.state.save(&self.dir, durable.then_some(&self.dir_file))
     }
 
     /// The unfinished run that `--resume` would continue, if any.
@@ -550,7 +561,7 @@ impl Journal {
             exit_code: None,
             tasks,
         });
-        self.state.save(&self.dir, true)
+        self.commit(true)
     }
 
     fn run_mut(&mut self) -> Option<&mut Run> {
@@ -571,7 +582,7 @@ impl Journal {
             });
             run.next_retry_at = None;
         }
-        self.state.save(&self.dir, false)
+        self.commit(false)
     }
 
     /// A task starts (not durable).
@@ -582,7 +593,7 @@ impl Journal {
             run.current =
                 Some(Current { task: task.into(), try_num, attempt_key: attempt_key.into(), started_at: now() });
         }
-        self.state.save(&self.dir, false)
+        self.commit(false)
     }
 
     /// A task ended (durable). An OK adds it to the done list; otherwise
@@ -624,7 +635,7 @@ impl Journal {
             }
             _ => {}
         }
-        self.state.save(&self.dir, true)
+        self.commit(true)
     }
 
     /// The run ended (durable).
@@ -635,7 +646,7 @@ impl Journal {
             run.current = None;
             run.next_retry_at = None;
         }
-        self.state.save(&self.dir, true)
+        self.commit(true)
     }
 
     /// Whether a run-once task already succeeded (on this machine, or in
@@ -653,7 +664,7 @@ impl Journal {
     pub fn forget(&mut self, task: &str) -> io::Result<bool> {
         let had = self.state.once.remove(task).is_some() | self.state.once_per_boot.remove(task).is_some();
         if had {
-            self.state.save(&self.dir, true)?;
+            self.commit(true)?;
         }
         Ok(had)
     }

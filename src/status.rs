@@ -15,16 +15,12 @@ fn phase(state: &State) -> &'static str {
     match &state.run {
         None => "none",
         Some(run) => match run.status {
-            Status::Running if pid_alive(run.pid) => "running",
+            Status::Running if crate::unix::pid_alive(run.pid) => "running",
             Status::Running => "interrupted",
             Status::Cancelled => "cancelled",
             Status::Finished => "finished",
         },
     }
-}
-
-fn pid_alive(pid: u32) -> bool {
-    rustix::process::Pid::from_raw(pid as i32).is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
 }
 
 pub fn show(dir: &Path, as_json: bool) -> Result<i32> {

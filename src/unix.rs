@@ -19,6 +19,11 @@ fn signal(sig: i32) -> Option<Signal> {
     }
 }
 
+/// Whether a process with this pid exists.
+pub fn pid_alive(pid: u32) -> bool {
+    i32::try_from(pid).ok().and_then(Pid::from_raw).is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
+}
+
 /// Makes runner the reaper of orphans its tasks leave behind (Linux's
 /// PR_SET_CHILD_SUBREAPER), so that a daemon a failed task started with
 /// `setsid` can still be found. Whether it worked.
