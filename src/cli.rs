@@ -22,7 +22,7 @@ error, 128+N stopped by signal N.";
 /// Run the executables in a directory one after another; retry, halt or
 /// stop according to their exit codes.
 #[derive(Parser, Debug)]
-#[command(name = "runner", version, about, after_help = EXAMPLES)]
+#[command(name = "runner", version, about, after_help = EXAMPLES, infer_long_args = true)]
 pub struct Cli {
     /// Task directory (default: [runner] task_dir)
     #[arg(value_name = "TASKDIR")]

@@ -242,6 +242,21 @@ pub fn load_ini(path: Option<&Path>) -> std::result::Result<Ini, Diag> {
     Ok(ini)
 }
 
+/// `[env]` as RawConfigParser's `items('env')` gives it: when the section
+/// exists, the `[DEFAULT]` keys first, then `[env]`'s own, which win.
+pub fn env_items(ini: &Ini) -> Vec<(String, String)> {
+    let Some(env) = ini.section("env") else { return Vec::new() };
+    let mut items: Vec<(String, String)> =
+        ini.defaults.entries.iter().map(|e| (e.key.clone(), e.value.clone())).collect();
+    for e in &env.entries {
+        match items.iter_mut().find(|(k, _)| *k == e.key) {
+            Some(slot) => slot.1 = e.value.clone(),
+            None => items.push((e.key.clone(), e.value.clone())),
+        }
+    }
+    items
+}
+
 /// The include files `load_ini` read, for the safety rule.
 pub fn include_files(ini: &Ini) -> &[PathBuf] {
     ini.files.get(1..).unwrap_or_default()
@@ -277,7 +292,7 @@ impl Config {
             }
         }
         let mut v = Validator { ini: &ini, section: "runner", diags, own_only: false };
-        v.limits(&mut runner.limits, true);
+        v.limits(&mut runner.limits);
         if let Some(e) = v.entry("halt_task") {
             if e.value.trim().is_empty() {
                 v.bad(e, "expected a file name in the task directory");
@@ -308,10 +323,7 @@ impl Config {
         if let Some(n) = v.number("keep_logs", 0, u32::MAX as u64) {
             runner.keep_logs = n as u32;
         }
-        let env = ini
-            .section("env")
-            .map(|s| s.entries.iter().map(|e| (e.key.clone(), e.value.clone())).collect())
-            .unwrap_or_default();
+        let env = env_items(&ini);
         Config { ini, path, runner, env }
     }
 
@@ -326,7 +338,7 @@ impl Config {
         // Least specific first, so the most specific section wins.
         for section in sections.iter().rev() {
             let mut v = Validator { ini: &self.ini, section: &section.name, diags, own_only: true };
-            v.limits(&mut limits, false);
+            v.limits(&mut limits);
             if let Some(e) = v.entry("depends_on") {
                 depends_on = e.value.split(',').map(str::trim).filter(|s| !s.is_empty()).map(String::from).collect();
                 depends_from = Origin::Config { section: section.name.clone(), loc: e.loc };
@@ -410,7 +422,7 @@ impl<'a> Validator<'a> {
         }
     }
 
-    fn limits(&mut self, limits: &mut Limits, global: bool) {
+    fn limits(&mut self, limits: &mut Limits) {
         if let Some(s) = self.secs("max_time") {
             limits.max_time = s;
         }
@@ -429,15 +441,12 @@ impl<'a> Validator<'a> {
                 _ => self.bad(e, &format!("expected a whole number from 1 to {}", u32::MAX)),
             }
         }
-        if let Some(e) = self.entry("interpreter") {
-            match self.command("interpreter") {
-                Some(Some(words)) => limits.interpreter = self.val(e, Some(words)),
-                Some(None) => {
-                    let what = if global { "remove the key to run tasks directly" } else { "remove the key" };
-                    self.bad(e, &format!("empty interpreter; {what}"));
-                }
-                None => {}
-            }
+        // An empty interpreter runs tasks directly, as the reference did; a
+        // task section uses it to switch off the global one.
+        if let Some(e) = self.entry("interpreter")
+            && let Some(words) = self.command("interpreter")
+        {
+            limits.interpreter = self.val(e, words);
         }
     }
 }

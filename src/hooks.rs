@@ -39,12 +39,13 @@ pub struct Attempt<'a> {
 }
 
 /// The stats object before the task runs (`result` = `RUNNING`); the
-/// reference's keys come first.
+/// reference's keys come first, in its order.
 pub fn before(a: &Attempt) -> Map<String, Value> {
+    // The reference's four keys in the order its json.dumps printed them.
     let v = json!({
-        "task": a.task,
         "try_num": a.try_num,
         "max_retries": a.max_tries,
+        "task": a.task,
         "result": "RUNNING",
         "name": a.name,
         "iteration": a.iteration,
@@ -84,7 +85,7 @@ pub fn call(hooks: &Hooks, when: When, stats: &Map<String, Value>, template: &Jo
         When::Before => (&hooks.pre, "pre_task_hook"),
         When::After => (&hooks.post, "post_task_hook"),
     };
-    let json = Value::Object(stats.clone()).to_string();
+    let json = python_json(stats);
     for (words, key) in [(&hooks.task, "task_hook"), (specific, key)] {
         let Some(words) = words else { continue };
         let mut argv: Vec<OsString> = words.iter().map(OsString::from).collect();
@@ -107,5 +108,68 @@ pub fn call(hooks: &Hooks, when: When, stats: &Map<String, Value>, template: &Jo
             logging::warn(&format!("{key}: {how}"));
         }
         finished.kill_leftovers();
+    }
+}
+
+/// The stats as Python 2's `json.dumps` wrote them, so that hooks that
+/// match the reference's text keep matching: `", "` and `": "` separators,
+/// and every character outside printable ASCII escaped as `\uXXXX`.
+pub fn python_json(stats: &Map<String, Value>) -> String {
+    let mut out = Vec::with_capacity(256);
+    let mut ser = serde_json::Serializer::with_formatter(&mut out, PythonFormatter);
+    match serde::Serialize::serialize(stats, &mut ser) {
+        Ok(()) => String::from_utf8(out).unwrap_or_default(),
+        Err(_) => Value::Object(stats.clone()).to_string(),
+    }
+}
+
+/// serde_json formatting with Python's default separators and
+/// `ensure_ascii`.
+struct PythonFormatter;
+
+impl serde_json::ser::Formatter for PythonFormatter {
+    fn begin_array_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        if first { Ok(()) } else { w.write_all(b", ") }
+    }
+
+    fn begin_object_key<W: ?Sized + std::io::Write>(&mut self, w: &mut W, first: bool) -> std::io::Result<()> {
+        if first { Ok(()) } else { w.write_all(b", ") }
+    }
+
+    fn begin_object_value<W: ?Sized + std::io::Write>(&mut self, w: &mut W) -> std::io::Result<()> {
+        w.write_all(b": ")
+    }
+
+    fn write_string_fragment<W: ?Sized + std::io::Write>(&mut self, w: &mut W, fragment: &str) -> std::io::Result<()> {
+        let mut start = 0;
+        for (i, c) in fragment.char_indices() {
+            if (' '..='~').contains(&c) {
+                continue;
+            }
+            w.write_all(&fragment.as_bytes()[start..i])?;
+            let mut units = [0u16; 2];
+            for u in c.encode_utf16(&mut units) {
+                write!(w, "\\u{u:04x}")?;
+            }
+            start = i + c.len_utf8();
+        }
+        w.write_all(&fragment.as_bytes()[start..])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_json_text() {
+        let m: Map<String, Value> = serde_json::from_str(
+            r#"{"try_num": 1, "max_retries": 2, "task": "1-caf\u00e9 \ud83d\ude00\u007f\t\"", "result": "RUNNING", "d": 0.25, "l": [1, 2]}"#,
+        )
+        .unwrap_or_default();
+        assert_eq!(
+            python_json(&m),
+            r#"{"try_num": 1, "max_retries": 2, "task": "1-caf\u00e9 \ud83d\ude00\u007f\t\"", "result": "RUNNING", "d": 0.25, "l": [1, 2]}"#
+        );
     }
 }

@@ -1,11 +1,20 @@
-//! The INI dialect of Python's RawConfigParser, on top of rust-ini.
+//! The INI dialect of Python 2.7's RawConfigParser (with `optionxform =
+//! str`), which mozilla/build-runner used, on top of rust-ini.
 //!
-//! rust-ini does the parsing (configured for raw values: no quotes, no
-//! escapes, indented continuation lines). This module adds what the dialect
-//! needs beyond it: several files merged in order (later wins), repeated
-//! sections merged, `[DEFAULT]` as fallback for every section, keys outside a
-//! section rejected, invalid UTF-8 reported by line, and the file and line of
-//! every key so that a bad value can be named precisely.
+//! RawConfigParser's line rules are not rust-ini's (inline ` ;` comments,
+//! `rem` lines, `""`, comments and blank lines inside continued values, an
+//! indented line after a header is an error, nothing is trimmed but ASCII
+//! white space). So [`canonicalize`] reads the file line by line by
+//! RawConfigParser's rules and writes each option as one line of rust-ini
+//! text with its value already joined and escaped; rust-ini then parses
+//! that (escapes on, quotes off) into sections and keys. Line numbers are
+//! kept: line N of the canonical text is line N of the file.
+//!
+//! This module also merges several files in order (later wins), merges
+//! repeated sections, keeps `[DEFAULT]` as the fallback of every section,
+//! reports invalid UTF-8 by line, and remembers the file and line of every
+//! key so that a bad value can be named precisely. It never quotes a line of
+//! `[env]` or `[DEFAULT]` in an error (secrets live there).
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -50,10 +59,10 @@ impl Section {
 
 pub const DEFAULT_SECTION: &str = "DEFAULT";
 
-/// A private-use character placed after a backslash at the end of a line
-/// while rust-ini parses (see [`Ini::merge_bytes`]).
+/// A private-use character put at either end of a name or value whose end
+/// rust-ini would trim (Unicode white space, which RawConfigParser keeps),
+/// and taken off again after parsing (see [`push_escaped`]).
 const GUARD: char = '\u{E000}';
-const BACKSLASH_EOL_GUARDED: &str = "\\\u{E000}\n";
 
 /// Merged contents of one or more INI files.
 #[derive(Clone, Debug, Default)]
@@ -80,34 +89,28 @@ impl Ini {
             let line = 1 + bytes[..e.valid_up_to()].iter().filter(|&&b| b == b'\n').count();
             Diag::new(format!("{}:{line}", path.display()), "invalid UTF-8")
         })?;
+        let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
         let opt = ini::ParseOption {
             enabled_quote: false,
-            enabled_escape: false,
-            enabled_indented_mutiline_value: true,
+            enabled_escape: true,
+            enabled_indented_mutiline_value: false,
             enabled_preserve_key_leading_whitespace: false,
         };
-        let source = normalize(text).map_err(|(line, msg)| Diag::new(format!("{}:{line}", path.display()), msg))?;
-        let parsed = ini::Ini::load_from_str_opt(&source, opt)
+        let canonical =
+            canonicalize(text).map_err(|(line, msg)| Diag::new(format!("{}:{line}", path.display()), msg))?;
+        let parsed = ini::Ini::load_from_str_opt(&canonical.text, opt)
             .map_err(|e| Diag::new(format!("{}:{}", path.display(), e.line.max(1)), e.msg.to_string()))?;
-        let lines = LineIndex::new(text);
+        let lines = canonical.lines;
         let file = self.files.len();
         self.files.push(path.to_path_buf());
         for (name, props) in parsed.iter() {
-            let Some(name) = name else {
-                if let Some((key, _)) = props.iter().next() {
-                    let line = lines.key_line(None, key).unwrap_or(1);
-                    return Err(Diag::new(
-                        format!("{}:{line}", path.display()),
-                        format!("key '{key}' comes before any [section] header"),
-                    ));
-                }
-                continue;
-            };
+            // canonicalize never writes a key outside a section.
+            let Some(name) = name.map(unguard) else { continue };
             let section = self.section_mut(name, Loc { file, line: lines.section_line(name).unwrap_or(1) });
             for (key, value) in props.iter() {
-                let line = lines.key_line(Some(name), key).unwrap_or(1);
-                let value = if value.contains(GUARD) { value.replace(GUARD, "") } else { value.to_string() };
-                section.set(Entry { key: key.to_string(), value, loc: Loc { file, line } });
+                let key = unguard(key);
+                let line = lines.key_line(name, key).unwrap_or(1);
+                section.set(Entry { key: key.to_string(), value: unguard(value).to_string(), loc: Loc { file, line } });
             }
         }
         Ok(())
@@ -151,96 +154,194 @@ impl Ini {
     }
 }
 
-/// Brings RawConfigParser's line rules to rust-ini, line by line (line
-/// numbers are kept):
-/// - a line that is neither blank, a comment, a section header, an indented
-///   continuation nor `key = value` / `key: value` is an error (rust-ini would
-///   silently glue it to the next key);
-/// - text after a section header's `]` is ignored (rust-ini rejects it);
-/// - a line that ends in a backslash keeps it: rust-ini would join it to the
-///   next line even with escapes off, so a [`GUARD`] follows the backslash
-///   while rust-ini parses and is removed from the values afterwards.
-fn normalize(text: &str) -> Result<String, (usize, String)> {
-    let mut out = String::with_capacity(text.len() + 16);
-    for (n, raw) in text.split_inclusive('\n').enumerate() {
-        let body = raw.strip_suffix('\n').unwrap_or(raw);
-        let body = body.strip_suffix('\r').unwrap_or(body);
-        let trimmed = body.trim();
-        let continuation_or_comment =
-            trimmed.is_empty() || trimmed.starts_with(['#', ';']) || body.starts_with([' ', '\t']);
-        if !continuation_or_comment && let Some(rest) = trimmed.strip_prefix('[') {
-            let Some(end) = rest.find(']') else {
-                return Err((n + 1, "section header without a closing ']'".into()));
-            };
-            out.push('[');
-            out.push_str(&rest[..end]);
-            out.push_str("]\n");
-            continue;
-        }
-        if !continuation_or_comment && !trimmed.contains(['=', ':']) {
-            return Err((n + 1, format!("expected 'key = value' or 'key: value', found '{trimmed}'")));
-        }
-        match raw.strip_suffix("\\\n") {
-            Some(head) => {
-                out.push_str(head);
-                out.push_str(BACKSLASH_EOL_GUARDED);
-            }
-            None => out.push_str(raw),
-        }
-    }
-    Ok(out)
+/// Python 2's `str.isspace` for one character: ASCII white space only.
+fn py_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r' | '\x0b' | '\x0c')
 }
 
-/// Line numbers of section headers and keys, following the same line rules
-/// as the configured rust-ini parser (last assignment wins).
+fn py_strip(s: &str) -> &str {
+    s.trim_matches(py_space)
+}
+
+/// The file as rust-ini text, and where each section and key was set.
+struct Canonical {
+    text: String,
+    lines: LineIndex,
+}
+
+/// The option whose value continuation lines extend.
+struct Pending {
+    /// Index of its line in the output.
+    line: usize,
+    key: String,
+    parts: Vec<String>,
+}
+
+/// Reads `text` by RawConfigParser's `_read` rules (Python 2.7), line by
+/// line:
+/// - blank lines, lines starting with `#` or `;`, and lines whose first
+///   word is `rem` (any case, starting at column 0) are comments; neither
+///   ends a continued value;
+/// - a line starting with white space continues the last option's value
+///   (stripped; not comment-stripped) when there is one since the last
+///   section header; otherwise it is an error;
+/// - `[name]` at column 0 starts a section (`name` as written, up to the
+///   first `]`; the rest of the line is ignored);
+/// - `key = value` / `key: value` (the key ends at the first `=` or `:`): a
+///   `;` ends the value when the first `;` in it follows white space; the
+///   value is stripped, and `""` is the empty string;
+/// - anything else is an error naming its line, quoting at most 40
+///   characters of it, and none of a line in `[env]` or `[DEFAULT]`.
+///
+/// Each option becomes one `key=value` line at the line of its key, with
+/// the value joined by newlines and escaped; every other line becomes
+/// blank, so line numbers stay the same.
+fn canonicalize(text: &str) -> Result<Canonical, (usize, String)> {
+    let mut out: Vec<String> = Vec::new();
+    let mut lines = LineIndex { sections: HashMap::new(), keys: HashMap::new() };
+    let mut section: Option<String> = None;
+    let mut pending: Option<Pending> = None;
+    let flush = |out: &mut Vec<String>, pending: &mut Option<Pending>| {
+        if let Some(p) = pending.take() {
+            let mut line = String::new();
+            push_escaped(&mut line, &p.key, true);
+            line.push('=');
+            push_escaped(&mut line, &p.parts.join("\n"), false);
+            out[p.line] = line;
+        }
+    };
+    for (n, raw) in text.split('\n').enumerate() {
+        out.push(String::new());
+        let body = raw;
+        let first = body.chars().next();
+        if py_strip(body).is_empty() || matches!(first, Some('#' | ';')) {
+            continue;
+        }
+        if matches!(first, Some('r' | 'R'))
+            && body.split(py_space).next().is_some_and(|w| w.eq_ignore_ascii_case("rem"))
+        {
+            continue;
+        }
+        if first.is_some_and(py_space)
+            && section.is_some()
+            && let Some(p) = pending.as_mut()
+        {
+            let value = py_strip(body);
+            if !value.is_empty() {
+                p.parts.push(value.to_string());
+            }
+            continue;
+        }
+        if let Some(rest) = body.strip_prefix('[')
+            && let Some(end) = rest.find(']').filter(|&e| e > 0)
+        {
+            flush(&mut out, &mut pending);
+            let name = &rest[..end];
+            let mut line = String::from("[");
+            push_escaped(&mut line, name, false);
+            line.push(']');
+            out[n] = line;
+            lines.sections.entry(name.to_string()).or_insert(n + 1);
+            section = Some(name.to_string());
+            continue;
+        }
+        let secret = matches!(section.as_deref(), Some("env" | DEFAULT_SECTION));
+        let split = body.find(['=', ':']).filter(|_| !first.is_some_and(|c| py_space(c) || c == '=' || c == ':'));
+        if first == Some('[') && split.is_none() {
+            return Err((n + 1, "section header without a name and a closing ']'".into()));
+        }
+        let Some(current) = &section else {
+            let what = match split {
+                Some(pos) => format!("key {}", quote(&body[..pos], false)),
+                None => quote(body, false),
+            };
+            return Err((n + 1, format!("{what} comes before any [section] header")));
+        };
+        let Some(pos) = split else {
+            return Err((n + 1, format!("expected 'key = value' or 'key: value', found {}", quote(body, secret))));
+        };
+        let key = body[..pos].trim_end_matches(py_space);
+        let mut value = body[pos + 1..].trim_start_matches(py_space);
+        if let Some(semi) = value.find(';') {
+            // RawConfigParser looks at optval[pos-1], which for a `;` at
+            // the very start is the value's last character.
+            let before = if semi == 0 { value.chars().next_back() } else { value[..semi].chars().next_back() };
+            if before.is_some_and(py_space) {
+                value = &value[..semi];
+            }
+        }
+        let value = match py_strip(value) {
+            "\"\"" => "",
+            v => v,
+        };
+        flush(&mut out, &mut pending);
+        lines.keys.insert((current.clone(), key.to_string()), n + 1);
+        pending = Some(Pending { line: n, key: key.to_string(), parts: vec![value.to_string()] });
+    }
+    flush(&mut out, &mut pending);
+    Ok(Canonical { text: out.join("\n"), lines })
+}
+
+/// A line for an error message: at most 40 characters of it, quoted; or,
+/// in a section that holds secrets, none of it.
+fn quote(line: &str, secret: bool) -> String {
+    if secret {
+        return "a line that is not shown (it is in [env] or [DEFAULT])".into();
+    }
+    let line = py_strip(line);
+    let shown: String = line.chars().take(40).collect();
+    if shown.len() < line.len() { format!("'{shown}...'") } else { format!("'{shown}'") }
+}
+
+/// Writes a name or value as rust-ini reads it back with escapes on:
+/// backslashes and line ends escaped, a key's first character escaped when
+/// rust-ini would take it for a section or comment, and a [`GUARD`] at an
+/// end that rust-ini would trim (white space Python keeps, or a guard
+/// character itself, so that [`unguard`] can always tell them apart).
+fn push_escaped(out: &mut String, s: &str, key: bool) {
+    let trimmable = |c: char| c.is_whitespace() || c == GUARD;
+    let (guard_start, guard_end) = (s.starts_with(trimmable), s.ends_with(trimmable));
+    if guard_start {
+        out.push(GUARD);
+    }
+    for (i, c) in s.chars().enumerate() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '[' | ';' | '#' if key && i == 0 => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    if guard_end {
+        out.push(GUARD);
+    }
+}
+
+/// Takes off the guards [`push_escaped`] put at the ends.
+fn unguard(s: &str) -> &str {
+    let s = s.strip_prefix(GUARD).unwrap_or(s);
+    s.strip_suffix(GUARD).unwrap_or(s)
+}
+
+/// Where each section header first appeared and each key was last set.
 struct LineIndex {
     /// Section → line of its first header.
     sections: HashMap<String, usize>,
     /// (section, key) → line of its last assignment.
-    keys: HashMap<(Option<String>, String), usize>,
+    keys: HashMap<(String, String), usize>,
 }
 
 impl LineIndex {
-    fn new(text: &str) -> LineIndex {
-        let mut idx = LineIndex { sections: HashMap::new(), keys: HashMap::new() };
-        let mut section: Option<String> = None;
-        let mut in_value = false;
-        for (n, raw) in text.lines().enumerate() {
-            let line_no = n + 1;
-            let trimmed = raw.trim();
-            if trimmed.is_empty() {
-                continue;
-            }
-            let indented = raw.starts_with([' ', '\t']);
-            if indented && in_value {
-                continue;
-            }
-            if trimmed.starts_with(['#', ';']) {
-                in_value = false;
-                continue;
-            }
-            if let Some(rest) = trimmed.strip_prefix('[') {
-                let name = rest.split(']').next().unwrap_or("").trim().to_string();
-                idx.sections.entry(name.clone()).or_insert(line_no);
-                section = Some(name);
-                in_value = false;
-                continue;
-            }
-            if let Some(pos) = trimmed.find(['=', ':']) {
-                let key = trimmed[..pos].trim().to_string();
-                idx.keys.insert((section.clone(), key), line_no);
-                in_value = true;
-            }
-        }
-        idx
-    }
-
     fn section_line(&self, name: &str) -> Option<usize> {
         self.sections.get(name).copied()
     }
 
-    fn key_line(&self, section: Option<&str>, key: &str) -> Option<usize> {
-        self.keys.get(&(section.map(String::from), key.to_string())).copied()
+    fn key_line(&self, section: &str, key: &str) -> Option<usize> {
+        self.keys.get(&(section.to_string(), key.to_string())).copied()
     }
 }
 
@@ -310,7 +411,10 @@ mod tests {
             load("[a]\nx = 1\nlonely\ny = 2\n").map(|_| ()),
             Err("t.cfg:3: expected 'key = value' or 'key: value', found 'lonely'".to_string())
         );
-        assert_eq!(load("[a\nx = 1\n").map(|_| ()), Err("t.cfg:1: section header without a closing ']'".to_string()));
+        assert_eq!(
+            load("[a\nx = 1\n").map(|_| ()),
+            Err("t.cfg:1: section header without a name and a closing ']'".to_string())
+        );
     }
 
     #[test]

@@ -51,7 +51,6 @@ fn bad_values_of_every_kind() {
         "times = -2",
         "keep_logs = x",
         "kill_grace = soon",
-        "interpreter =",
         "task_hook = 'unterminated",
     ] {
         let ran = Test::new().config(&format!("[runner]\n{bad}\n")).traced("a", 0).run();

@@ -16,7 +16,7 @@ fn task_hook_before_and_after_with_all_fields() {
     let s = stats(&ran);
     assert_eq!(s.len(), 2);
     let keys: Vec<&String> = s[0].as_object().expect("object").keys().collect();
-    assert_eq!(keys[..4], ["task", "try_num", "max_retries", "result"]);
+    assert_eq!(keys[..4], ["try_num", "max_retries", "task", "result"]);
     assert_eq!(s[0]["task"], "10-a.sh");
     assert_eq!(s[0]["name"], "a");
     assert_eq!(s[0]["result"], "RUNNING");

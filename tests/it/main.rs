@@ -13,6 +13,7 @@ mod demo;
 mod discovery;
 mod env;
 mod events;
+mod fidelity;
 mod fuzz;
 mod hooks;
 mod order;
