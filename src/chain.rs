@@ -7,7 +7,6 @@
 
 use std::collections::{BTreeMap, HashSet};
 use std::ffi::OsString;
-use std::path::PathBuf;
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
@@ -21,7 +20,7 @@ use crate::options::{Options, Planned};
 use crate::outcome::{self, Exit, Next, TaskResult};
 use crate::process::{self, Job, LogSink};
 use crate::signals;
-use crate::state::{Failure, Journal, Resumed, Status, TaskEnd, TaskRecord};
+use crate::state::{Failure, Journal, LogDir, Resumed, Status, TaskEnd, TaskRecord};
 
 /// One run of the chain: the options, where events and state go, and the
 /// counters of the run.
@@ -30,7 +29,7 @@ pub struct Chain<'a> {
     events: &'a Events,
     journal: &'a mut Journal,
     run_id: String,
-    log_dir: Option<PathBuf>,
+    log_dir: Option<LogDir>,
     save_failed: bool,
 }
 
@@ -45,10 +44,10 @@ struct Position {
 /// Runs the chain as configured and returns runner's exit code. With
 /// `resume`, an unfinished run recorded in the journal goes on where it
 /// stopped.
-pub fn run(opts: &Options, events: &Events, journal: &mut Journal, resume: bool) -> i32 {
+pub fn run(opts: &Options, events: &Events, journal: &mut Journal, resume: bool) -> crate::error::Result<i32> {
     if opts.tasks.is_empty() {
         logging::info(&format!("{}: no tasks; nothing to do", opts.task_dir.display()));
-        return code::OK;
+        return Ok(code::OK);
     }
     let resumed = if resume { journal.resumable() } else { None };
     if resume && resumed.is_none() {
@@ -71,9 +70,11 @@ pub fn run(opts: &Options, events: &Events, journal: &mut Journal, resume: bool)
             start.done.len()
         ));
     }
-    if let Err(e) = journal.begin(&start) {
-        logging::warn(&format!("{}: cannot record the run: {e}", journal.dir.display()));
-    }
+    // A run that cannot be recorded does not start (exit 74): its run-once
+    // markers and its progress would be lost.
+    journal.begin(&start).map_err(|e| {
+        crate::error::Error::State(format!("{}: cannot record the run: {e}", journal.dir.path.display()))
+    })?;
     let log_dir = journal.log_dir(&start.run_id, opts.config.runner.keep_logs);
     let mut chain = Chain { opts, events, journal, run_id: start.run_id.clone(), log_dir, save_failed: false };
     events.emit(
@@ -95,10 +96,10 @@ pub fn run(opts: &Options, events: &Events, journal: &mut Journal, resume: bool)
     let code = chain.iterations(first);
     let status = if code >= code::SIGNAL_BASE { Status::Cancelled } else { Status::Finished };
     if let Err(e) = chain.journal.finish(status, code) {
-        logging::warn(&format!("{}: cannot record the end of the run: {e}", chain.journal.dir.display()));
+        logging::warn(&format!("{}: cannot record the end of the run: {e}", chain.journal.dir.path.display()));
     }
     events.emit("run_end", fields([("run_id", chain.run_id.as_str().into()), ("exit_code", code.into())]));
-    code
+    Ok(code)
 }
 
 impl Chain<'_> {
@@ -137,7 +138,7 @@ impl Chain<'_> {
             && !self.save_failed
         {
             self.save_failed = true;
-            logging::warn(&format!("{}: cannot write state: {e}; the chain goes on", self.journal.dir.display()));
+            logging::warn(&format!("{}: cannot write state: {e}; the chain goes on", self.journal.dir.path.display()));
         }
     }
 
@@ -334,15 +335,14 @@ impl Chain<'_> {
     }
 
     /// The task's log file in this run's folder, and its path.
-    fn open_log(&self, file: &std::ffi::OsStr) -> Option<(LogSink, PathBuf)> {
+    fn open_log(&self, file: &std::ffi::OsStr) -> Option<(LogSink, std::path::PathBuf)> {
         let dir = self.log_dir.as_ref()?;
         let mut name = file.to_os_string();
         name.push(".log");
-        let path = dir.join(name);
-        match LogSink::open(&path) {
-            Ok(l) => Some((l, path)),
+        match dir.open(&name) {
+            Ok((f, path)) => Some((LogSink::new(f), path)),
             Err(e) => {
-                logging::warn(&format!("{}: cannot open task log: {e}", path.display()));
+                logging::warn(&format!("{}: cannot open task log: {e}", dir.path.join(&name).display()));
                 None
             }
         }

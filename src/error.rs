@@ -18,8 +18,16 @@ pub mod code {
     pub const STOPPED: i32 = 3;
     /// Bad command line.
     pub const USAGE: i32 = 64;
-    /// Another runner holds this chain's lock.
+    /// A bug in runner itself (EX_SOFTWARE).
+    pub const INTERNAL: i32 = 70;
+    /// The state directory cannot be created, read, written or locked
+    /// (EX_IOERR).
+    pub const STATE_IO: i32 = 74;
+    /// Another runner holds this chain's lock (EX_TEMPFAIL).
     pub const LOCKED: i32 = 75;
+    /// As root, the state directory (or a parent) could be steered by
+    /// another user (EX_NOPERM).
+    pub const UNSAFE_STATE: i32 = 77;
     /// Unreadable or malformed configuration, bad value, missing TASKDIR,
     /// dependency cycle, insecure permissions.
     pub const CONFIG: i32 = 78;
@@ -39,8 +47,13 @@ pub enum Error {
     Locked(String),
     /// Stopped by this signal before the chain ran (waiting for the lock).
     Cancelled(i32),
-    /// Anything else that went wrong in runner itself (I/O on its own files).
-    Other(anyhow::Error),
+    /// The state directory cannot be created, read, written or locked: one
+    /// line naming the path and the OS error.
+    State(String),
+    /// As root, the state directory could be steered by another user.
+    Unsafe(String),
+    /// A bug, or an OS facility runner cannot do without.
+    Internal(anyhow::Error),
 }
 
 impl Error {
@@ -55,7 +68,9 @@ impl Error {
             Error::Usage(_) => code::USAGE,
             Error::Locked(_) => code::LOCKED,
             Error::Cancelled(sig) => code::SIGNAL_BASE + sig,
-            Error::Other(_) => code::GAVE_UP,
+            Error::State(_) => code::STATE_IO,
+            Error::Unsafe(_) => code::UNSAFE_STATE,
+            Error::Internal(_) => code::INTERNAL,
         }
     }
 }
@@ -64,16 +79,16 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Config(lines) => write!(f, "{}", lines.join("\nrunner: error: ")),
-            Error::Usage(m) | Error::Locked(m) => write!(f, "{m}"),
+            Error::Usage(m) | Error::Locked(m) | Error::State(m) | Error::Unsafe(m) => write!(f, "{m}"),
             Error::Cancelled(sig) => write!(f, "stopped by signal {sig} while waiting for the chain lock"),
-            Error::Other(e) => write!(f, "{e:#}"),
+            Error::Internal(e) => write!(f, "{e:#}"),
         }
     }
 }
 
 impl From<anyhow::Error> for Error {
     fn from(e: anyhow::Error) -> Error {
-        Error::Other(e)
+        Error::Internal(e)
     }
 }
 

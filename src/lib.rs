@@ -39,7 +39,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
     };
     logging::init(level, cli.syslog);
     if let Some(dir) = &cli.generate_assets {
-        assets::generate(dir).map_err(|e| Error::Other(anyhow::anyhow!("{}: {e}", dir.display())))?;
+        assets::generate(dir).map_err(|e| Error::Internal(anyhow::anyhow!("{}: {e}", dir.display())))?;
         return Ok(code::OK);
     }
     if let Some(key) = &cli.get {
@@ -67,15 +67,16 @@ pub fn run(cli: &Cli) -> Result<i32> {
         let target = cli.events.as_deref().unwrap_or(std::path::Path::new("-")).display().to_string();
         Error::Usage(format!("--events {target}: {e}"))
     })?;
-    signals::install().map_err(|e| Error::Other(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
-    let mut journal = state::Journal::open(&state_dir, &opts.task_dir, cli.wait)?;
+    signals::install().map_err(|e| Error::Internal(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
+    let has_run_once = cli.forget.is_some() || opts.tasks.iter().any(|p| p.config.run.value != config::RunMode::Always);
+    let mut journal = state::Journal::open(&state_dir, &opts.task_dir, cli.wait, has_run_once)?;
     if let Some(task) = &cli.forget {
         return forget(&opts, &mut journal, task);
     }
     if !unix::become_subreaper() {
         logging::debug("PR_SET_CHILD_SUBREAPER is not available: escaped daemons are left to the service manager");
     }
-    Ok(chain::run(&opts, &events, &mut journal, cli.resume && !cli.fresh))
+    chain::run(&opts, &events, &mut journal, cli.resume && !cli.fresh)
 }
 
 /// `--forget TASK`: drop the run-once markers of a task.
@@ -89,7 +90,7 @@ fn forget(opts: &options::Options, journal: &mut state::Journal, word: &str) -> 
         .unwrap_or_else(|| word.to_string());
     let had = journal
         .forget(&file)
-        .map_err(|e| Error::Other(anyhow::anyhow!("{}: cannot write state: {e}", journal.dir.display())))?;
+        .map_err(|e| Error::State(format!("{}: cannot write state: {e}", journal.dir.path.display())))?;
     if had {
         logging::info(&format!("{file}: run-once marker forgotten; it runs again next time"));
     } else {

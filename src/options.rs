@@ -105,6 +105,10 @@ pub fn inspect(cli: &Cli, diags: &mut Diags, strict: bool) -> Option<Options> {
             return None;
         }
     };
+    // A chain is its canonical task directory: `tasks`, `tasks/`,
+    // `./x/../tasks` and a symlink to it share one lock, journal and set
+    // of run-once markers.
+    let task_dir = std::fs::canonicalize(&task_dir).unwrap_or(task_dir);
     safety.dir(&task_dir, "task directory", diags);
 
     // Sections are matched against every candidate, so that a section for a

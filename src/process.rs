@@ -408,7 +408,12 @@ impl LogSink {
     /// Opens `path` for appending (created 0600).
     pub fn open(path: &Path) -> io::Result<LogSink> {
         let file = OpenOptions::new().create(true).append(true).mode(0o600).open(path)?;
-        Ok(LogSink { file: Arc::new(file), open_line: None, buf: Vec::new() })
+        Ok(LogSink::new(file))
+    }
+
+    /// A sink writing to `file`, opened for appending.
+    pub fn new(file: File) -> LogSink {
+        LogSink { file: Arc::new(file), open_line: None, buf: Vec::new() }
     }
 
     /// Another writer on the same file, with its own line state.

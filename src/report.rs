@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use crate::cli::Cli;
-use crate::config::{Diags, Origin, RunMode, Secs, Val};
+use crate::config::{Diags, Origin, Secs, Val};
 use crate::error::{Result, code};
 use crate::ini::Ini;
 use crate::options::{self, Options};
@@ -92,6 +92,7 @@ struct Plan<'a> {
 fn plan<'a>(opts: &'a Options, journal: &State, state_dir: &std::path::Path) -> Plan<'a> {
     let ini = &opts.config.ini;
     let boot = state::boot_id();
+    let markers = journal.markers_of(&opts.task_dir.to_string_lossy());
     let mut tasks = Vec::with_capacity(opts.tasks.len());
     let mut skipped: Vec<SkipPlan> = opts
         .skipped
@@ -101,13 +102,8 @@ fn plan<'a>(opts: &'a Options, journal: &State, state_dir: &std::path::Path) -> 
     for p in &opts.tasks {
         let l = &p.config.limits;
         let file = p.task.file_str.as_str();
-        let already = match p.config.run.value {
-            RunMode::Always => None,
-            RunMode::Once => journal.once.contains_key(file).then_some("once"),
-            RunMode::OncePerBoot => {
-                journal.once_per_boot.get(file).is_some_and(|b| *b == boot).then_some("once-per-boot")
-            }
-        };
+        let mode = p.config.run.value;
+        let already = markers.already_ran(file, mode, &boot).then_some(mode.as_str());
         if let Some(mode) = already {
             skipped.push(SkipPlan { file: file.into(), reason: SkipReason::AlreadyRan(mode).describe() });
             continue;
@@ -140,7 +136,7 @@ fn plan<'a>(opts: &'a Options, journal: &State, state_dir: &std::path::Path) -> 
 /// `--dry-run [--json]`: the plan in run order with each effective setting
 /// and where it came from, and every file left out and why.
 pub fn dry_run(cli: &Cli, opts: &Options, state_dir: &std::path::Path) -> Result<i32> {
-    let journal = State::load_readonly(state_dir).unwrap_or_default();
+    let journal = State::load_readonly(state_dir);
     let plan = plan(opts, &journal, state_dir);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
     if cli.json {

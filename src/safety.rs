@@ -1,17 +1,142 @@
-//! The safety rule of SPEC §7: when runner runs as root, every file it would
-//! execute or read configuration from — the task directory, each task, the
-//! halt task, the config file, include files, a hook program given as a
-//! path — and the directory holding it must be owned by root and not
-//! writable by group or others, as sshd's StrictModes and cron demand.
-//! Ancestors further up are not checked.
+//! The safety rule when runner runs as root: nothing it executes, reads
+//! configuration from or keeps state in may be steerable by another user.
+//!
+//! A path is followed to its real file, through every symlink, component by
+//! component from `/` (as sshd's StrictModes checks a path, applied to the
+//! resolved path). Every directory on the way must be owned by root and not
+//! writable by group or others — except a sticky directory (like `/tmp`)
+//! whose next component is owned by root, since no one else can replace
+//! that entry. The real file must be owned by root and not writable by
+//! group or others. This module only reports; callers decide the exit code
+//! (78 for what runner runs or reads, 77 for the state directory). It must
+//! not open or read the files it checks.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
+use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 use crate::config::Diags;
 
-/// Collects the insecure paths among those checked.
+/// Symlinks followed on one path before giving up (Linux's MAXSYMLINKS).
+const MAX_HOPS: usize = 40;
+
+/// One reason a path is unsafe: the path checked and what is wrong where.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// The directory or file at fault.
+    pub at: PathBuf,
+    pub why: String,
+}
+
+/// Follows `path` to its real file and returns every problem on the way
+/// (empty when it is safe). A path that does not exist is checked as far
+/// as it goes.
+pub fn check_path(path: &Path) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let start = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut pending: VecDeque<OsString> = components(&start);
+    let mut cur = PathBuf::from("/");
+    let mut hops = 0;
+    while let Some(name) = pending.pop_front() {
+        if name == ".." {
+            cur.pop();
+            continue;
+        }
+        let next = cur.join(&name);
+        let Ok(meta) = std::fs::symlink_metadata(&next) else {
+            // The rest does not exist: the directory that would hold it is
+            // still checked (someone could create it).
+            dir_problems(&cur, None, &mut problems);
+            return problems;
+        };
+        dir_problems(&cur, Some(meta.uid()), &mut problems);
+        if meta.file_type().is_symlink() {
+            hops += 1;
+            let Ok(target) = std::fs::read_link(&next) else { return problems };
+            if hops > MAX_HOPS {
+                problems.push(Problem { at: next, why: "too many levels of symbolic links".into() });
+                return problems;
+            }
+            if target.is_absolute() {
+                cur = PathBuf::from("/");
+            }
+            for c in components(&target).into_iter().rev() {
+                pending.push_front(c);
+            }
+            continue;
+        }
+        cur = next;
+    }
+    if let Ok(meta) = std::fs::metadata(&cur) {
+        let mut why = Vec::new();
+        if meta.uid() != 0 {
+            why.push(format!("owned by uid {}, not root", meta.uid()));
+        }
+        if let Some(w) = writable(meta.mode()) {
+            why.push(w);
+        }
+        if !why.is_empty() {
+            problems.push(Problem { at: cur, why: why.join(", ") });
+        }
+    }
+    problems
+}
+
+/// The normal components of an absolute or relative path (`.` dropped,
+/// `..` kept for the walk to apply).
+fn components(path: &Path) -> VecDeque<OsString> {
+    path.components()
+        .filter_map(|c| match c {
+            Component::Normal(n) => Some(n.to_os_string()),
+            Component::ParentDir => Some("..".into()),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Problems of `dir` as the holder of an entry owned by `entry_uid`
+/// (`None`: an entry that does not exist yet).
+fn dir_problems(dir: &Path, entry_uid: Option<u32>, out: &mut Vec<Problem>) {
+    let Ok(meta) = std::fs::metadata(dir) else { return };
+    let mut why = Vec::new();
+    if meta.uid() != 0 {
+        why.push(format!("owned by uid {}, not root", meta.uid()));
+    }
+    let sticky = meta.mode() & 0o1000 != 0;
+    if let Some(w) = writable(meta.mode())
+        && !(sticky && entry_uid == Some(0))
+    {
+        why.push(if sticky { format!("{w}, and the entry in it is not owned by root") } else { w });
+    }
+    if !why.is_empty() && !out.iter().any(|p| p.at == dir) {
+        out.push(Problem { at: dir.to_path_buf(), why: format!("directory {}", why.join(", ")) });
+    }
+}
+
+/// "writable by group and others (mode 0777)", or `None`.
+fn writable(mode: u32) -> Option<String> {
+    if mode & 0o022 == 0 {
+        return None;
+    }
+    let who = match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (true, true) => "group and others",
+        (true, false) => "group",
+        _ => "others",
+    };
+    Some(format!("writable by {who} (mode {:04o})", mode & 0o7777))
+}
+
+/// What is wrong with a path, for one line: `problem; DIR: problem`.
+pub fn describe(path: &Path, problems: &[Problem]) -> String {
+    let list: Vec<String> = problems
+        .iter()
+        .map(|p| if p.at == path { p.why.clone() } else { format!("{}: {}", p.at.display(), p.why) })
+        .collect();
+    list.join("; ")
+}
+
+/// Collects the insecure paths among those runner will run or read.
 pub struct Safety {
     enabled: bool,
     allow: bool,
@@ -29,49 +154,43 @@ impl Safety {
         self.enabled
     }
 
-    /// Checks `path` (following symlinks) and the directory holding it.
+    /// Checks `path` (a file or a directory) to its real file.
     pub fn file(&mut self, path: &Path, what: &str, diags: &mut Diags) {
-        if !self.enabled {
+        if !self.enabled || !self.seen.insert(path.to_path_buf()) {
             return;
         }
-        self.one(path, what, diags);
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            self.one(dir, "directory", diags);
+        let problems = check_path(path);
+        if problems.is_empty() {
+            return;
+        }
+        let msg = format!("insecure {what}: {}", describe(path, &problems));
+        if self.allow {
+            diags.warn(path.display(), format!("{msg}; allowed by --allow-insecure"));
+        } else {
+            diags.error(path.display(), format!("{msg}; fix it (chmod go-w, chown root) or run with --allow-insecure"));
         }
     }
 
     /// Checks a directory itself.
     pub fn dir(&mut self, path: &Path, what: &str, diags: &mut Diags) {
-        if self.enabled {
-            self.one(path, what, diags);
-        }
+        self.file(path, what, diags);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn writable_bits() {
+        assert_eq!(writable(0o755), None);
+        assert_eq!(writable(0o775).as_deref(), Some("writable by group (mode 0775)"));
+        assert_eq!(writable(0o1777).as_deref(), Some("writable by group and others (mode 1777)"));
     }
 
-    fn one(&mut self, path: &Path, what: &str, diags: &mut Diags) {
-        if !self.seen.insert(path.to_path_buf()) {
-            return;
-        }
-        let Ok(meta) = std::fs::metadata(path) else { return };
-        let mut why = Vec::new();
-        if meta.uid() != 0 {
-            why.push(format!("owned by uid {}, not root", meta.uid()));
-        }
-        if meta.mode() & 0o022 != 0 {
-            let who = match (meta.mode() & 0o020 != 0, meta.mode() & 0o002 != 0) {
-                (true, true) => "group and others",
-                (true, false) => "group",
-                _ => "others",
-            };
-            why.push(format!("writable by {who} (mode {:04o})", meta.mode() & 0o7777));
-        }
-        if why.is_empty() {
-            return;
-        }
-        let msg = format!("insecure {what}: {}", why.join(", "));
-        if self.allow {
-            diags.warn(path.display(), format!("{msg}; allowed by --allow-insecure"));
-        } else {
-            diags.error(path.display(), format!("{msg}; fix it or run with --allow-insecure"));
-        }
+    #[test]
+    fn components_keep_parent_dirs() {
+        let c: Vec<OsString> = components(Path::new("/a/./b/../c")).into_iter().collect();
+        assert_eq!(c, ["a", "b", "..", "c"]);
     }
 }

@@ -7,15 +7,21 @@ use std::path::Path;
 use serde_json::json;
 
 use crate::error::{Result, code};
-use crate::state::{State, Status};
+use crate::state::{State, StateDir, Status};
 
-/// `running` (the recorded runner is alive), `interrupted` (it died
-/// mid-run: `--resume` continues it), `cancelled`, `finished`, or `none`.
-fn phase(state: &State) -> &'static str {
+/// `running` (a runner holds the chain lock), `interrupted` (the run did
+/// not finish and nobody holds the lock: `--resume` continues it),
+/// `cancelled`, `finished`, or `none`. The lock, not the recorded pid,
+/// tells: after a reboot the pid belongs to something else.
+fn phase(state: &State, dir: &Path) -> &'static str {
+    let held = || match StateDir::open(dir).ok().and_then(|d| d.locked()) {
+        Some(held) => held,
+        None => state.run.as_ref().is_some_and(|r| crate::unix::pid_alive(r.pid)),
+    };
     match &state.run {
         None => "none",
         Some(run) => match run.status {
-            Status::Running if crate::unix::pid_alive(run.pid) => "running",
+            Status::Running if held() => "running",
             Status::Running => "interrupted",
             Status::Cancelled => "cancelled",
             Status::Finished => "finished",
@@ -24,8 +30,8 @@ fn phase(state: &State) -> &'static str {
 }
 
 pub fn show(dir: &Path, as_json: bool) -> Result<i32> {
-    let state = State::load_readonly(dir)?;
-    let phase = phase(&state);
+    let state = State::load_readonly(dir);
+    let phase = phase(&state, dir);
     let mut out = std::io::stdout().lock();
     if as_json {
         let journal: serde_json::Value =
@@ -75,10 +81,11 @@ pub fn show(dir: &Path, as_json: bool) -> Result<i32> {
         let _ =
             writeln!(out, "last failure: {} {} ({how}, try {}) at {}; log {log}", f.task, f.result, f.try_num, f.at);
     }
-    for (task, since) in &state.once {
+    let markers = state.markers_of(&state.task_dir);
+    for (task, since) in &markers.once {
         let _ = writeln!(out, "run once:     {task} done at {since}");
     }
-    for task in state.once_per_boot.keys() {
+    for task in markers.once_per_boot.keys() {
         let _ = writeln!(out, "once per boot: {task}");
     }
     Ok(code::OK)
