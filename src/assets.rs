@@ -30,11 +30,20 @@ a task exited 3: stopped without the halt task
 \fB64\fR
 usage error
 .TP
+\fB70\fR
+internal error (a bug in runner)
+.TP
+\fB74\fR
+the state directory cannot be created, read, written or locked, or its journal and markers copy both fail to load
+.TP
 \fB75\fR
 another runner holds this chain's lock (without \fB\-\-wait\fR)
 .TP
+\fB77\fR
+as root, the state directory (or a directory on the way to it) could be steered by another user
+.TP
 \fB78\fR
-configuration error: unreadable or malformed config, bad value, missing TASKDIR, dependency cycle or missing dependency, insecure permissions
+configuration error: unreadable or malformed config, bad value, missing TASKDIR, dependency cycle or missing dependency, insecure permissions (as root: any directory on the path to a task, hook, interpreter or config file, through symlinks, owned by another user or writable by group or others)
 .TP
 \fB128+N\fR
 stopped by signal N (SIGINT 130, SIGTERM 143, SIGHUP 129)
@@ -53,7 +62,7 @@ the configuration of the packaged systemd unit (INI: [runner], [env] and per\-ta
 the task directory of the packaged systemd unit
 .TP
 \fI/var/lib/runner/CHAIN/\fR
-state directory when run as root: \fIlock\fR, \fIstate.json\fR (the journal) and \fIlogs/RUN_ID/TASK.log\fR
+state directory when run as root: \fIlock\fR, \fIstate.json\fR (the journal), \fImarkers.json\fR (the run\-once markers' second copy) and \fIlogs/RUN_ID/TASK.log\fR
 .TP
 \fI~/.local/state/runner/CHAIN/\fR
 state directory otherwise ($XDG_STATE_HOME/runner/CHAIN)

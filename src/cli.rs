@@ -16,8 +16,9 @@ Examples:
   runner -c runner.cfg --status tasks.d        what the chain is doing now or did last
 
 Exit status: 0 done, 1 gave up after max_tries, 2 a task asked to halt,
-3 a task asked to stop, 64 usage error, 75 chain locked, 78 configuration
-error, 128+N stopped by signal N.";
+3 a task asked to stop, 64 usage error, 70 internal error, 74 state
+directory I/O error, 75 chain locked, 77 unsafe state directory (root),
+78 configuration error, 128+N stopped by signal N.";
 
 /// Run the executables in a directory one after another; retry, halt or
 /// stop according to their exit codes.

@@ -234,7 +234,9 @@ pub fn load_ini(path: Option<&Path>) -> std::result::Result<Ini, Diag> {
         })?;
         for name in names {
             let file = dir.join(&name);
-            if file.is_file() {
+            // Directories are skipped (as run-parts does); anything else
+            // that is not a regular file is refused by merge_file.
+            if !file.is_dir() {
                 ini.merge_file(&file)?;
             }
         }
@@ -324,6 +326,20 @@ impl Config {
             runner.keep_logs = n as u32;
         }
         let env = env_items(&ini);
+        if let Some(section) = ini.section("env") {
+            // Values never appear in messages (secrets live in [env]).
+            for e in section.entries.iter().chain(&ini.defaults.entries) {
+                if e.key.contains('\0') || e.value.contains('\0') || e.key.contains('=') {
+                    diags.error(
+                        ini.at(e.loc),
+                        format!(
+                            "[env] variable '{}' cannot be exported: its name or value holds a NUL byte or its name an '='",
+                            e.key.replace('\0', "\\0")
+                        ),
+                    );
+                }
+            }
+        }
         Config { ini, path, runner, env }
     }
 
@@ -412,6 +428,16 @@ impl<'a> Validator<'a> {
     /// key is set but empty.
     fn command(&mut self, key: &str) -> Option<Option<Vec<String>>> {
         let e = self.entry(key)?;
+        if e.value.contains('\0') {
+            self.diags.error(
+                self.ini.at(e.loc),
+                format!(
+                    "bad value for '{}' in [{}]: it holds a NUL byte, which no program can be given",
+                    e.key, self.section
+                ),
+            );
+            return None;
+        }
         match shell_words::split(&e.value) {
             Ok(words) if words.is_empty() => Some(None),
             Ok(words) => Some(Some(words)),

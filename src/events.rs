@@ -19,14 +19,24 @@ pub struct Events {
 }
 
 impl Events {
-    /// `-` is stdout; a path is opened for appending (created 0600).
+    /// `-` is stdout; a path is opened for appending (created 0600), never
+    /// through a symlink.
     pub fn open(target: Option<&Path>) -> io::Result<Events> {
         let out: Box<dyn Write + Send> = match target {
             None => return Ok(Events::default()),
             Some(p) if p.as_os_str() == "-" => Box::new(io::stdout()),
             Some(p) => {
                 use std::os::unix::fs::OpenOptionsExt;
-                Box::new(OpenOptions::new().create(true).append(true).mode(0o600).open(p)?)
+                // Never through a symlink: as root, a planted link must not
+                // make runner append to another file.
+                Box::new(
+                    OpenOptions::new()
+                        .create(true)
+                        .append(true)
+                        .mode(0o600)
+                        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+                        .open(p)?,
+                )
             }
         };
         Ok(Events { out: Some(Mutex::new(out)) })

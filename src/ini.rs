@@ -79,7 +79,7 @@ impl Ini {
     /// Reads `path` and merges it over what is already loaded.
     /// The error is one line naming the file (and line).
     pub fn merge_file(&mut self, path: &Path) -> Result<(), Diag> {
-        let bytes = std::fs::read(path).map_err(|e| Diag::new(path.display(), format!("cannot read: {e}")))?;
+        let bytes = read_config(path).map_err(|e| Diag::new(path.display(), format!("cannot read: {e}")))?;
         self.merge_bytes(path, &bytes)
     }
 
@@ -152,6 +152,41 @@ impl Ini {
         let file = self.files.get(loc.file).map(|p| p.display().to_string()).unwrap_or_default();
         format!("{file}:{}", loc.line)
     }
+}
+
+/// Largest config file runner reads.
+pub const MAX_CONFIG_BYTES: u64 = 16 << 20;
+
+/// The bytes of a config file: only a regular file of at most
+/// [`MAX_CONFIG_BYTES`] (or `/dev/null`, an empty config), refused at once
+/// otherwise. Opened non-blocking and
+/// checked after opening, so that a FIFO, a device (`/dev/zero`) or a
+/// directory, even one swapped in after a check, never hangs runner or
+/// fills its memory.
+pub fn read_config(path: &Path) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path)?;
+    let meta = file.metadata()?;
+    // /dev/null (character device 1:3) reads as an empty config.
+    if std::os::unix::fs::FileTypeExt::is_char_device(&meta.file_type())
+        && std::os::unix::fs::MetadataExt::rdev(&meta) == libc::makedev(1, 3)
+    {
+        return Ok(Vec::new());
+    }
+    if !meta.is_file() {
+        let kind = if meta.is_dir() { "a directory" } else { "not a regular file" };
+        return Err(std::io::Error::other(kind));
+    }
+    if meta.len() > MAX_CONFIG_BYTES {
+        return Err(std::io::Error::other(format!("larger than {} MiB", MAX_CONFIG_BYTES >> 20)));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.by_ref().take(MAX_CONFIG_BYTES + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > MAX_CONFIG_BYTES {
+        return Err(std::io::Error::other(format!("larger than {} MiB", MAX_CONFIG_BYTES >> 20)));
+    }
+    Ok(bytes)
 }
 
 /// Python 2's `str.isspace` for one character: ASCII white space only.

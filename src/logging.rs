@@ -2,13 +2,16 @@
 //!
 //! Each message is one line `runner: [level: ]text` on stderr. With
 //! `--syslog` it also goes to the local syslog socket (`/dev/log`, or the
-//! path in `RUNNER_SYSLOG_SOCKET`) as facility daemon. Write errors are
-//! ignored: a closed stderr must never stop a chain.
+//! path in `RUNNER_SYSLOG_SOCKET`) as facility daemon, sent without
+//! blocking: when the syslog reader stops reading, lines are dropped and
+//! counted (a warning on stderr at the first, the count at exit), never
+//! waited for. Write errors are ignored: a closed stderr must never stop a
+//! chain.
 
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug)]
 pub enum Level {
@@ -20,13 +23,16 @@ pub enum Level {
 
 static LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
 static SYSLOG: OnceLock<Option<UnixDatagram>> = OnceLock::new();
+/// Syslog lines dropped because the reader did not keep up.
+static DROPPED: AtomicU64 = AtomicU64::new(0);
 
 /// Sets the level and opens the syslog socket when asked for.
 pub fn init(level: Level, syslog: bool) {
     LEVEL.store(level as u8, Ordering::Relaxed);
     if syslog {
         let path = std::env::var_os("RUNNER_SYSLOG_SOCKET").unwrap_or_else(|| "/dev/log".into());
-        let sock = UnixDatagram::unbound().and_then(|s| s.connect(&path).map(|_| s));
+        let sock =
+            UnixDatagram::unbound().and_then(|s| s.connect(&path).and_then(|_| s.set_nonblocking(true)).map(|_| s));
         let opened = match sock {
             Ok(s) => Some(s),
             Err(e) => {
@@ -58,7 +64,26 @@ fn emit(level: Level, text: &str) {
             Level::Debug => 7,
         };
         let msg = format!("<{}>runner[{}]: {tag}{text}", 3 * 8 + severity, std::process::id());
-        let _ = sock.send(msg.as_bytes());
+        if let Err(e) = sock.send(msg.as_bytes())
+            && e.kind() == std::io::ErrorKind::WouldBlock
+            && DROPPED.fetch_add(1, Ordering::Relaxed) == 0
+        {
+            let _ = writeln!(
+                std::io::stderr().lock(),
+                "runner: warning: --syslog: the syslog reader is not reading; dropping lines (counted at exit)"
+            );
+        }
+    }
+}
+
+/// Reports, once, how many syslog lines were dropped.
+pub fn finish() {
+    let n = DROPPED.swap(0, Ordering::Relaxed);
+    if n > 0 {
+        let _ = writeln!(
+            std::io::stderr().lock(),
+            "runner: warning: --syslog: {n} line(s) dropped; the syslog reader was not reading"
+        );
     }
 }
 

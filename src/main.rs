@@ -16,11 +16,13 @@ fn main() {
             exit(if e.use_stderr() { code::USAGE } else { code::OK });
         }
     };
-    match runner::run(&cli) {
-        Ok(status) => exit(status),
+    let status = match runner::run(&cli) {
+        Ok(status) => status,
         Err(e) => {
             let _ = writeln!(std::io::stderr(), "runner: error: {e}");
-            exit(e.code());
+            e.code()
         }
-    }
+    };
+    runner::logging::finish();
+    exit(status);
 }

@@ -158,8 +158,8 @@ pub fn inspect(cli: &Cli, diags: &mut Diags, strict: bool) -> Option<Options> {
     })
 }
 
-/// Interpreters and hook programs: found on disk (or in PATH), and, when
-/// given as a path, safe.
+/// Interpreters and hook programs: found on disk (or in PATH), and safe
+/// (the program runner will execute, followed to its real file).
 fn check_programs(config: &Config, tasks: &[Planned], safety: &mut Safety, diags: &mut Diags, strict: bool) {
     let mut interpreters: Vec<&[String]> = Vec::new();
     if let Some(i) = &config.runner.limits.interpreter.value {
@@ -173,9 +173,12 @@ fn check_programs(config: &Config, tasks: &[Planned], safety: &mut Safety, diags
         }
     }
     for words in interpreters {
-        if find_program(&words[0]).is_none() {
-            let msg = format!("interpreter '{}' not found", words[0]);
-            if strict { diags.error("", msg) } else { diags.warn("", msg) }
+        match find_program(&words[0]) {
+            Some(path) => safety.file(&path, "interpreter", diags),
+            None => {
+                let msg = format!("interpreter '{}' not found", words[0]);
+                if strict { diags.error("", msg) } else { diags.warn("", msg) }
+            }
         }
     }
     let hooks = &config.runner.hooks;
@@ -183,8 +186,7 @@ fn check_programs(config: &Config, tasks: &[Planned], safety: &mut Safety, diags
         let Some(words) = words else { continue };
         match find_program(&words[0]) {
             None => diags.warn("", format!("{key} program '{}' not found", words[0])),
-            Some(path) if words[0].contains('/') => safety.file(&path, key, diags),
-            Some(_) => {}
+            Some(path) => safety.file(&path, key, diags),
         }
     }
 }

@@ -105,12 +105,8 @@ impl StateDir {
 
     /// Opens `name` in the directory, never through a symlink.
     pub fn open_file(&self, name: &str, flags: OFlags, mode: u32) -> io::Result<File> {
-        let fd = rustix::fs::openat(
-            &self.fd,
-            name,
-            flags | OFlags::NOFOLLOW | OFlags::CLOEXEC,
-            Mode::from_raw_mode(mode),
-        )?;
+        let fd =
+            rustix::fs::openat(&self.fd, name, flags | OFlags::NOFOLLOW | OFlags::CLOEXEC, Mode::from_raw_mode(mode))?;
         Ok(File::from(fd))
     }
 
@@ -246,12 +242,7 @@ impl StateDir {
         };
         let locks = std::fs::read_to_string("/proc/locks").ok()?;
         let dev = meta.st_dev;
-        let want = format!(
-            "{:02x}:{:02x}:{}",
-            rustix::fs::major(dev),
-            rustix::fs::minor(dev),
-            meta.st_ino
-        );
+        let want = format!("{:02x}:{:02x}:{}", rustix::fs::major(dev), rustix::fs::minor(dev), meta.st_ino);
         Some(locks.lines().any(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
             // "1: FLOCK  ADVISORY  WRITE 4242 08:01:1234 0 EOF"

@@ -273,7 +273,8 @@ impl State {
     fn parse(bytes: &[u8]) -> serde_json::Result<State> {
         let mut s: State = serde_json::from_slice(bytes)?;
         if !s.once.is_empty() || !s.once_per_boot.is_empty() {
-            let legacy = Markers { once: std::mem::take(&mut s.once), once_per_boot: std::mem::take(&mut s.once_per_boot) };
+            let legacy =
+                Markers { once: std::mem::take(&mut s.once), once_per_boot: std::mem::take(&mut s.once_per_boot) };
             s.markers.entry(s.task_dir.clone()).or_default().absorb(&legacy);
         }
         Ok(s)
@@ -284,7 +285,8 @@ impl State {
     pub fn load_readonly(dir: &Path) -> State {
         let Ok(d) = StateDir::open(dir) else { return State::default() };
         let mut state = d.read(STATE_FILE).ok().flatten().and_then(|b| State::parse(&b).ok()).unwrap_or_default();
-        if let Some(file) = d.read(MARKERS_FILE).ok().flatten().and_then(|b| serde_json::from_slice::<MarkersFile>(&b).ok())
+        if let Some(file) =
+            d.read(MARKERS_FILE).ok().flatten().and_then(|b| serde_json::from_slice::<MarkersFile>(&b).ok())
         {
             absorb_all(&mut state.markers, &file.markers);
         }
@@ -452,7 +454,9 @@ impl Journal {
                         m = show(MARKERS_FILE)
                     )));
                 }
-                crate::logging::warn(&format!("{msg}; starting with an empty state (this chain has no run-once tasks)"));
+                crate::logging::warn(&format!(
+                    "{msg}; starting with an empty state (this chain has no run-once tasks)"
+                ));
                 for name in [STATE_FILE, MARKERS_FILE] {
                     let _ = dir.move_aside(name, "unreadable");
                 }
@@ -461,13 +465,8 @@ impl Journal {
         };
         let file_markers = copy.map(|c| c.markers).unwrap_or_default();
         absorb_all(&mut state.markers, &file_markers);
-        let journal = Journal {
-            dir,
-            state,
-            task_dir: task_dir.to_string_lossy().into_owned(),
-            boot_id: boot_id(),
-            _lock: lock,
-        };
+        let journal =
+            Journal { dir, state, task_dir: task_dir.to_string_lossy().into_owned(), boot_id: boot_id(), _lock: lock };
         // The copy is kept equal to the journal's markers (and exists, so
         // that a lost journal can always be told from one that had none).
         if file_markers != journal.state.markers || !journal.dir.path.join(MARKERS_FILE).exists() {

@@ -110,14 +110,6 @@ fn dry_run_with_config_error_is_78() {
     Test::new().config("[runner]\nmax_time = x\n").traced("a", 0).args(["--dry-run"]).status(78);
 }
 
-/// The safety rule only applies to root; CI runs as root.
-fn root_or_skip(name: &str) -> bool {
-    if !is_root() {
-        eprintln!("SKIPPED {name}: the safety rule applies only when runner runs as root");
-    }
-    is_root()
-}
-
 #[test]
 fn safety_refuses_group_or_world_writable_files() {
     if !root_or_skip("safety_refuses_group_or_world_writable_files") {

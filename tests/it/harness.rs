@@ -160,18 +160,31 @@ impl Test {
     /// more runs.
     pub fn run_more_with(&self, extra: &[&str]) -> Ran {
         let times: &[&str] = if extra.contains(&"-n") { &[] } else { &["-n", "1"] };
+        let mut args: Vec<OsString> = vec!["-c".into(), self.config_path().into_os_string()];
+        args.extend(times.iter().map(OsString::from));
+        args.extend(self.args.iter().cloned());
+        args.extend(extra.iter().map(OsString::from));
+        args.push(self.tasks_dir().into_os_string());
+        self.rerun(args)
+    }
+
+    /// Runs runner again on the same directory with exactly `args` (and this
+    /// test's environment).
+    pub fn raw_args_run(&self, args: &[&str]) -> Ran {
+        self.rerun(args.iter().map(OsString::from).collect())
+    }
+
+    fn rerun(&self, args: Vec<OsString>) -> Ran {
         let mut cmd = Command::cargo_bin("runner").expect("binary");
         std::fs::write(self.config_path(), &self.config).expect("write config");
         cmd.current_dir(self.tmp.path())
             .env("TRACE", self.tmp.path().join("trace"))
             .env("XDG_STATE_HOME", self.tmp.path().join("xdg-state"))
             .timeout(Duration::from_secs(60))
-            .arg("-c")
-            .arg(self.config_path())
-            .args(times)
-            .args(&self.args)
-            .args(extra)
-            .arg(self.tasks_dir());
+            .args(args);
+        for (k, v) in &self.envs {
+            cmd.env(k, v);
+        }
         let output = cmd.output().expect("run runner");
         let copy = Test {
             tmp: tempfile::tempdir().expect("tempdir"),
@@ -303,4 +316,13 @@ pub fn eventually(secs: u64, mut f: impl FnMut() -> bool) -> bool {
         std::thread::sleep(Duration::from_millis(20));
     }
     f()
+}
+
+/// Whether a root-only test can run; says plainly in the test output when
+/// it is skipped (CI runs as root).
+pub fn root_or_skip(name: &str) -> bool {
+    if !is_root() {
+        eprintln!("SKIPPED {name}: needs root (the safety rules apply only when runner runs as root)");
+    }
+    is_root()
 }

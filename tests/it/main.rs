@@ -22,3 +22,4 @@ mod protocol;
 mod signals;
 mod state;
 mod timeout;
+mod trust;
