@@ -121,6 +121,7 @@ pub const RUNNER_KEYS: &[&str] = &[
     "max_sleep_time",
     "state_dir",
     "keep_logs",
+    "max_log_size",
 ];
 
 /// Hook commands, already split into words.
@@ -160,6 +161,8 @@ pub struct Runner {
     pub max_sleep_time: Option<Secs>,
     pub state_dir: Option<PathBuf>,
     pub keep_logs: u32,
+    /// Cap of one task's log within one iteration, in bytes.
+    pub max_log_size: u64,
 }
 
 impl Default for Runner {
@@ -174,6 +177,7 @@ impl Default for Runner {
             max_sleep_time: None,
             state_dir: None,
             keep_logs: 20,
+            max_log_size: 16 << 20,
         }
     }
 }
@@ -324,6 +328,12 @@ impl Config {
         runner.max_sleep_time = v.secs("max_sleep_time").map(|s| s.value);
         if let Some(n) = v.number("keep_logs", 0, u32::MAX as u64) {
             runner.keep_logs = n as u32;
+        }
+        if let Some(e) = v.entry("max_log_size") {
+            match parse_size(&e.value) {
+                Some(n) if n >= crate::process::output::MIN_LOG_SIZE => runner.max_log_size = n,
+                _ => v.bad(e, "expected a size of at least 4096 bytes, e.g. 16M, 512K or 1048576"),
+            }
         }
         let env = env_items(&ini);
         if let Some(section) = ini.section("env") {
@@ -489,6 +499,22 @@ pub fn parse_secs(text: &str) -> Option<Secs> {
     (n.is_finite() && (0.0..=MAX_SECS).contains(&n)).then_some(Secs(n))
 }
 
+/// A size in bytes: a whole number with an optional binary suffix (`K`,
+/// `M`, `G`, or `KiB`, `MiB`, `GiB`).
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let digits = t.bytes().take_while(u8::is_ascii_digit).count();
+    let n: u64 = t[..digits].parse().ok()?;
+    let shift = match t[digits..].trim() {
+        "" => 0,
+        "K" | "k" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        _ => return None,
+    };
+    n.checked_mul(1u64 << shift)
+}
+
 /// The known key closest to `key` by edit distance.
 pub fn nearest<'k>(key: &str, known: &[&'k str]) -> &'k str {
     known.iter().copied().min_by_key(|k| edit_distance(key, k)).unwrap_or("")
@@ -518,6 +544,16 @@ mod tests {
         assert_eq!(parse_secs(" 10 "), Some(Secs(10.0)));
         for bad in ["", "-1", "five", "nan", "inf", "1e3", "1e999", "99999999999999999999", "1..2"] {
             assert_eq!(parse_secs(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("16M"), Some(16 << 20));
+        assert_eq!(parse_size("512 KiB"), Some(512 << 10));
+        assert_eq!(parse_size("4096"), Some(4096));
+        for bad in ["", "1.5M", "-1", "1T", "99999999999999999999G", "M"] {
+            assert_eq!(parse_size(bad), None, "{bad}");
         }
     }
 

@@ -63,11 +63,11 @@ pub fn before(a: &Attempt) -> Map<String, Value> {
 pub fn after(a: &Attempt, result: TaskResult, exit: &Exit, log_file: Option<&str>) -> Map<String, Value> {
     let mut m = before(a);
     m.insert("result".into(), result.as_str().into());
-    m.insert("exit_code".into(), exit.code.into());
-    m.insert("signal".into(), exit.signal.into());
-    m.insert("timed_out".into(), exit.timed_out.into());
-    m.insert("duration_s".into(), json!(millis(exit.duration)));
-    m.insert("finished_at".into(), timestamp(a.started_at + exit.duration).into());
+    m.insert("exit_code".into(), exit.code().into());
+    m.insert("signal".into(), exit.signal().into());
+    m.insert("timed_out".into(), exit.timed_out().into());
+    m.insert("duration_s".into(), json!(millis(exit.duration())));
+    m.insert("finished_at".into(), timestamp(a.started_at + exit.duration()).into());
     m.insert("log_file".into(), log_file.into());
     m
 }
@@ -94,18 +94,8 @@ pub fn call(hooks: &Hooks, when: When, stats: &Map<String, Value>, template: &Jo
         // No tag: the task's escaped daemons are the task's business, not the hook's.
         let job = Job { argv, label: &label, what: key, tag: None, ..*template };
         let finished = process::run(&job);
-        let exit = &finished.exit;
-        if let Some(reason) = &exit.spawn_error {
-            logging::warn(&format!("{key}: {reason}"));
-        } else if exit.timed_out {
-            logging::warn(&format!("{key}: timed out"));
-        } else if exit.code != Some(0) {
-            let how = match (exit.code, exit.signal) {
-                (Some(c), _) => format!("exited {c}"),
-                (_, Some(s)) => format!("killed by signal {s}"),
-                _ => "failed".into(),
-            };
-            logging::warn(&format!("{key}: {how}"));
+        if finished.exit.code() != Some(0) {
+            logging::warn(&format!("{key}: {}", finished.exit.describe()));
         }
         finished.kill_leftovers();
     }

@@ -34,6 +34,7 @@ pub struct Options {
     pub times: Option<u64>,
     pub halt_after: bool,
     pub raw_output: bool,
+    pub allow_insecure: bool,
     /// `[env]` and `RUNNER_CONFIG_CMD`, added to every task's environment.
     pub env: Vec<(OsString, OsString)>,
     pub warnings: Vec<String>,
@@ -88,14 +89,8 @@ pub fn inspect(cli: &Cli, diags: &mut Diags, strict: bool) -> Option<Options> {
             return None;
         }
     };
-    let (candidates, mut skipped) = match std::fs::metadata(&task_dir) {
-        Ok(m) if m.is_dir() => match tasks::discover(&task_dir, &config.runner.halt_task) {
-            Ok(found) => found,
-            Err(e) => {
-                diags.error(task_dir.display(), format!("cannot read TASKDIR: {e}"));
-                return None;
-            }
-        },
+    match std::fs::metadata(&task_dir) {
+        Ok(m) if m.is_dir() => {}
         Ok(_) => {
             diags.error(task_dir.display(), "TASKDIR is not a directory");
             return None;
@@ -104,32 +99,12 @@ pub fn inspect(cli: &Cli, diags: &mut Diags, strict: bool) -> Option<Options> {
             diags.error(task_dir.display(), format!("cannot read TASKDIR: {e}"));
             return None;
         }
-    };
+    }
     // A chain is its canonical task directory: `tasks`, `tasks/`,
     // `./x/../tasks` and a symlink to it share one lock, journal and set
     // of run-once markers.
     let task_dir = std::fs::canonicalize(&task_dir).unwrap_or(task_dir);
-    safety.dir(&task_dir, "task directory", diags);
-
-    // Sections are matched against every candidate, so that a section for a
-    // non-executable file can still give it an interpreter.
-    let index = NameIndex::new(&candidates);
-    let sections = index.sections(&config.ini, &candidates, diags);
-    let mut planned = Vec::new();
-    for (task, secs) in candidates.into_iter().zip(sections) {
-        let tc = config.task_config(&secs, diags);
-        if !task.executable && tc.limits.interpreter.value.is_none() {
-            diags.warn(task.path.display(), "not executable and no interpreter applies; skipped");
-            skipped.push((task.file, SkipReason::NotExecutable));
-            continue;
-        }
-        safety.file(&task.path, "task", diags);
-        planned.push(Planned { task, config: tc });
-    }
-    skipped.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-
-    let order = order_tasks(&config.ini, &planned, diags);
-    let tasks: Vec<Planned> = order.into_iter().map(|i| planned[i].clone()).collect();
+    let (tasks, skipped) = plan_dir(&config, &task_dir, &mut safety, diags)?;
 
     let halt_task = task_dir.join(&config.runner.halt_task);
     if halt_task.exists() {
@@ -153,9 +128,63 @@ pub fn inspect(cli: &Cli, diags: &mut Diags, strict: bool) -> Option<Options> {
         times,
         halt_after: cli.halt_after,
         raw_output: cli.raw_output,
+        allow_insecure: cli.allow_insecure,
         env,
         warnings,
     })
+}
+
+/// Lists the task directory and plans the chain: discovery, sections,
+/// effective settings, the safety rule, the order. `None` when the
+/// directory cannot be read.
+fn plan_dir(
+    config: &Config,
+    task_dir: &Path,
+    safety: &mut Safety,
+    diags: &mut Diags,
+) -> Option<(Vec<Planned>, Vec<Skipped>)> {
+    let (candidates, mut skipped) = match tasks::discover(task_dir, &config.runner.halt_task) {
+        Ok(found) => found,
+        Err(e) => {
+            diags.error(task_dir.display(), format!("cannot read TASKDIR: {e}"));
+            return None;
+        }
+    };
+    safety.dir(task_dir, "task directory", diags);
+    // Sections are matched against every candidate, so that a section for a
+    // non-executable file can still give it an interpreter.
+    let index = NameIndex::new(&candidates);
+    let sections = index.sections(&config.ini, &candidates, diags);
+    let mut planned = Vec::new();
+    for (task, secs) in candidates.into_iter().zip(sections) {
+        let tc = config.task_config(&secs, diags);
+        if !task.executable && tc.limits.interpreter.value.is_none() {
+            diags.warn(task.path.display(), "not executable and no interpreter applies; skipped");
+            skipped.push((task.file, SkipReason::NotExecutable));
+            continue;
+        }
+        safety.file(&task.path, "task", diags);
+        planned.push(Planned { task, config: tc });
+    }
+    skipped.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let order = order_tasks(&config.ini, &planned, diags);
+    Some((order.into_iter().map(|i| planned[i].clone()).collect(), skipped))
+}
+
+/// Lists the task directory again (at the start of every iteration, as
+/// the reference did) with the configuration already read. The
+/// configuration errors it finds, if any, each one line.
+pub fn replan(opts: &Options) -> std::result::Result<Vec<Planned>, Vec<String>> {
+    let mut diags = Diags::default();
+    let mut safety = Safety::new(opts.allow_insecure);
+    let planned = plan_dir(&opts.config, &opts.task_dir, &mut safety, &mut diags);
+    for w in &diags.warnings {
+        crate::logging::debug(&w.to_string());
+    }
+    match planned {
+        Some((tasks, _)) if diags.errors.is_empty() => Ok(tasks),
+        _ => Err(diags.errors.iter().map(Diag::to_string).collect()),
+    }
 }
 
 /// Interpreters and hook programs: found on disk (or in PATH), and safe

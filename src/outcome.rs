@@ -7,20 +7,73 @@ use std::time::Duration;
 use crate::config::{MAX_SECS, Secs};
 use crate::error::code;
 
-/// How a child process ended, as data. Built by `process`, judged here.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct Exit {
-    /// Exit code when it exited normally.
-    pub code: Option<i32>,
-    /// Signal number when a signal ended it.
-    pub signal: Option<i32>,
-    /// Runner stopped it because it passed `max_time`.
-    pub timed_out: bool,
+/// How a child process ended, as data: built once by `process` when the
+/// child is reaped, judged here, rendered by [`Exit::describe`]. Only what
+/// can really happen can be said.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Exit {
+    /// It exited with this code.
+    Exited { code: i32, duration: Duration },
+    /// A signal it was not sent by runner's escalation ended it.
+    Signalled { signal: i32, duration: Duration },
+    /// It passed `max_time` and runner stopped it; how it ended then.
+    TimedOut { code: Option<i32>, signal: Option<i32>, duration: Duration },
+    /// Runner was stopped by signal `by` while it ran (or before it
+    /// started); how it ended then.
+    Cancelled { by: i32, code: Option<i32>, signal: Option<i32>, duration: Duration },
     /// It could not be started; the reason names the file.
-    pub spawn_error: Option<String>,
-    /// Runner itself was stopped by this signal while the task ran.
-    pub cancelled_by: Option<i32>,
-    pub duration: Duration,
+    NotStarted { reason: String, duration: Duration },
+    /// Runner could not wait for it.
+    WaitFailed { reason: String, duration: Duration },
+}
+
+impl Exit {
+    /// The exit code, when it exited.
+    pub fn code(&self) -> Option<i32> {
+        match self {
+            Exit::Exited { code, .. } => Some(*code),
+            Exit::TimedOut { code, .. } | Exit::Cancelled { code, .. } => *code,
+            _ => None,
+        }
+    }
+
+    /// The signal that ended it, when one did.
+    pub fn signal(&self) -> Option<i32> {
+        match self {
+            Exit::Signalled { signal, .. } => Some(*signal),
+            Exit::TimedOut { signal, .. } | Exit::Cancelled { signal, .. } => *signal,
+            _ => None,
+        }
+    }
+
+    pub fn timed_out(&self) -> bool {
+        matches!(self, Exit::TimedOut { .. })
+    }
+
+    pub fn duration(&self) -> Duration {
+        match self {
+            Exit::Exited { duration, .. }
+            | Exit::Signalled { duration, .. }
+            | Exit::TimedOut { duration, .. }
+            | Exit::Cancelled { duration, .. }
+            | Exit::NotStarted { duration, .. }
+            | Exit::WaitFailed { duration, .. } => *duration,
+        }
+    }
+
+    /// How it ended, in words: `exit 1 after 0.004 s`, `timed out after
+    /// 30.001 s`, `cannot start …`. The one rendering for log lines, the
+    /// status and the halt message.
+    pub fn describe(&self) -> String {
+        let secs = self.duration().as_secs_f64();
+        match self {
+            Exit::Exited { code, .. } => format!("exit {code} after {secs:.3} s"),
+            Exit::Signalled { signal, .. } => format!("killed by signal {signal} after {secs:.3} s"),
+            Exit::TimedOut { .. } => format!("timed out after {secs:.3} s"),
+            Exit::Cancelled { by, .. } => format!("cancelled by signal {by} after {secs:.3} s"),
+            Exit::NotStarted { reason, .. } | Exit::WaitFailed { reason, .. } => reason.clone(),
+        }
+    }
 }
 
 /// A task's result, as the hook JSON spells it.
@@ -70,14 +123,11 @@ pub enum Next {
 /// | anything else, tries left            | RETRY     | back off, try again       |
 /// | anything else, `try_num >= max_tries`| RETRY     | halt task, exit 1         |
 pub fn judge(exit: &Exit, try_num: u32, max_tries: u32) -> (TaskResult, Next) {
-    if let Some(sig) = exit.cancelled_by {
-        return (TaskResult::Cancelled, Next::Stop { code: code::SIGNAL_BASE + sig });
-    }
-    let clean = exit.spawn_error.is_none() && !exit.timed_out;
-    match exit.code.filter(|_| clean) {
-        Some(0) => (TaskResult::Ok, Next::Continue),
-        Some(2) => (TaskResult::Halt, Next::Halt { code: code::HALTED }),
-        Some(3) => (TaskResult::Exit, Next::Stop { code: code::STOPPED }),
+    match exit {
+        Exit::Cancelled { by, .. } => (TaskResult::Cancelled, Next::Stop { code: code::SIGNAL_BASE + by }),
+        Exit::Exited { code: 0, .. } => (TaskResult::Ok, Next::Continue),
+        Exit::Exited { code: 2, .. } => (TaskResult::Halt, Next::Halt { code: code::HALTED }),
+        Exit::Exited { code: 3, .. } => (TaskResult::Exit, Next::Stop { code: code::STOPPED }),
         _ if try_num >= max_tries => (TaskResult::Retry, Next::Halt { code: code::GAVE_UP }),
         _ => (TaskResult::Retry, Next::Retry),
     }
@@ -110,18 +160,20 @@ mod tests {
     use super::*;
 
     fn exited(code: i32) -> Exit {
-        Exit { code: Some(code), ..Exit::default() }
+        Exit::Exited { code, duration: Duration::ZERO }
     }
 
     #[test]
     fn protocol_table() {
         use Next::*;
         use TaskResult as R;
-        let signalled = Exit { signal: Some(9), ..Exit::default() };
-        let timed_out = Exit { signal: Some(15), timed_out: true, ..Exit::default() };
-        let timed_out_but_0 = Exit { code: Some(0), timed_out: true, ..Exit::default() };
-        let no_start = Exit { spawn_error: Some("t: No such file".into()), ..Exit::default() };
-        let cancelled = Exit { code: Some(0), cancelled_by: Some(15), ..Exit::default() };
+        let d = Duration::ZERO;
+        let signalled = Exit::Signalled { signal: 9, duration: d };
+        let timed_out = Exit::TimedOut { code: None, signal: Some(15), duration: d };
+        let timed_out_but_0 = Exit::TimedOut { code: Some(0), signal: None, duration: d };
+        let no_start = Exit::NotStarted { reason: "t: No such file".into(), duration: d };
+        let no_wait = Exit::WaitFailed { reason: "t: waiting failed".into(), duration: d };
+        let cancelled = Exit::Cancelled { by: 15, code: Some(0), signal: None, duration: d };
         let table: &[(&Exit, u32, u32, TaskResult, Next)] = &[
             (&exited(0), 1, 5, R::Ok, Continue),
             (&exited(0), 5, 5, R::Ok, Continue),
@@ -138,6 +190,7 @@ mod tests {
             (&timed_out_but_0, 1, 5, R::Retry, Retry),
             (&no_start, 1, 5, R::Retry, Retry),
             (&no_start, 2, 2, R::Retry, Halt { code: 1 }),
+            (&no_wait, 1, 5, R::Retry, Retry),
             (&cancelled, 1, 5, R::Cancelled, Stop { code: 143 }),
         ];
         for (exit, try_num, max, result, next) in table {

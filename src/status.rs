@@ -72,10 +72,11 @@ pub fn show(dir: &Path, as_json: bool) -> Result<i32> {
     }
     if let Some(f) = &run.last_failure {
         let log = f.log_file.as_deref().unwrap_or("(no log)");
-        let how = match (f.exit_code, f.signal, f.timed_out) {
-            (_, _, true) => "timed out".to_string(),
-            (Some(c), _, _) => format!("exit {c}"),
-            (_, Some(s), _) => format!("signal {s}"),
+        let how = match (&f.how, f.exit_code, f.signal, f.timed_out) {
+            (Some(how), ..) => how.clone(),
+            (None, _, _, true) => "timed out".to_string(),
+            (None, Some(c), _, _) => format!("exit {c}"),
+            (None, _, Some(s), _) => format!("signal {s}"),
             _ => "did not start".to_string(),
         };
         let _ =

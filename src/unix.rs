@@ -44,31 +44,50 @@ fn environ_has(pid: i32, tag: &[u8]) -> bool {
     std::fs::read(format!("/proc/{pid}/environ")).is_ok_and(|env| env.split(|&b| b == 0).any(|e| e == tag))
 }
 
-/// SIGKILLs every adopted child whose environment carries `tag`, with its
-/// process group. Returns how many there were.
-pub fn kill_adopted(tag: &[u8]) -> usize {
-    let mut n = 0;
-    for pid in children() {
-        if environ_has(pid, tag) {
-            kill_group(pid, libc::SIGKILL);
-            if let Some(p) = Pid::from_raw(pid) {
-                let _ = rustix::process::kill_process(p, Signal::KILL);
-            }
-            n += 1;
+/// The process group of `pid`.
+fn pgid(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid pgrp ...": comm may hold spaces and parens.
+    let rest = stat.rsplit_once(')')?.1;
+    rest.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// SIGKILLs every process (that runner may signal) whose environment
+/// carries `tag`, with its process group. Returns the pids of those that
+/// were outside `group` (escaped it); members of `group` are dying already.
+pub fn kill_tagged(tag: &[u8], group: i32) -> Vec<i32> {
+    let me = std::process::id() as i32;
+    let mut escaped = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else { return escaped };
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        if pid == me || !environ_has(pid, tag) {
+            continue;
+        }
+        let their_group = pgid(pid);
+        let mine = rustix::process::getpgrp().as_raw_nonzero().get();
+        if let Some(g) = their_group.filter(|&g| g > 1 && g != me && g != mine) {
+            kill_group(g, libc::SIGKILL);
+        }
+        if let Some(p) = Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(p, Signal::KILL);
+        }
+        if their_group != Some(group) {
+            escaped.push(pid);
         }
     }
-    n
+    escaped
 }
 
 /// Reaps the children that have exited, each by its pid — never
 /// `waitpid(-1)`, so no child that std's `Child` still owns is taken.
-/// Called only between jobs, when every std child has been waited for; at
-/// most once a second, so that a chain of quick tasks does not pay a /proc
-/// read per task for the rare adopted orphan.
-pub fn reap_adopted() {
+/// Called only between jobs, when every std child has been waited for;
+/// unless `now`, at most once a second, so that a chain of quick tasks does
+/// not pay a /proc read per task for the rare adopted orphan.
+pub fn reap_adopted(now: bool) {
     static LAST: std::sync::Mutex<Option<std::time::Instant>> = std::sync::Mutex::new(None);
     if let Ok(mut last) = LAST.lock() {
-        if last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
+        if !now && last.is_some_and(|t| t.elapsed() < std::time::Duration::from_secs(1)) {
             return;
         }
         *last = Some(std::time::Instant::now());

@@ -121,6 +121,12 @@ pub struct Run {
     pub next_retry_at: Option<String>,
     pub last_failure: Option<Failure>,
     pub exit_code: Option<i32>,
+    /// The run decided to halt (a task exited 2, one gave up, or `-H`
+    /// after the last iteration): recorded durably before the halt task
+    /// starts, so that `--resume` never repeats a halt that rebooted the
+    /// machine, even when the halt task was cut short by a signal.
+    #[serde(default)]
+    pub halting: bool,
     /// Each task's last result in this run, whether it is done in this
     /// iteration and how often it succeeded in it (for attempt keys).
     /// Written by [`State::save`] from its cached JSON.
@@ -267,6 +273,9 @@ pub struct Failure {
     pub try_num: u32,
     pub at: String,
     pub log_file: Option<String>,
+    /// How it ended, in words (`exit 1 after 0.004 s`, `cannot start …`).
+    #[serde(default)]
+    pub how: Option<String>,
 }
 
 impl State {
@@ -493,6 +502,10 @@ impl Journal {
     /// state directory) is never resumed.
     pub fn resumable(&self) -> Option<Resumed> {
         let run = self.state.run.as_ref().filter(|r| r.status != Status::Finished)?;
+        if run.halting {
+            crate::logging::info("the last run ended by halting; not resuming it");
+            return None;
+        }
         if self.state.task_dir != self.task_dir {
             crate::logging::warn(&format!(
                 "{}: the unfinished run recorded here is of another task directory ({}); not resuming it",
@@ -533,6 +546,7 @@ impl Journal {
             next_retry_at: None,
             last_failure,
             exit_code: None,
+            halting: false,
             tasks,
         });
         self.commit(true)
@@ -594,9 +608,10 @@ impl Journal {
                     run.tasks.update_all(|r| r.done = false);
                 }
             }
-            if let TaskEnd::Final(code) = next {
+            if let TaskEnd::Final(code) | TaskEnd::Halting(code) = next {
                 run.status = Status::Finished;
                 run.exit_code = Some(code);
+                run.halting = matches!(next, TaskEnd::Halting(_));
             }
             run.tasks.set(task, rec);
         }
@@ -610,6 +625,19 @@ impl Journal {
         // of them, and the two are merged at open.
         if marked {
             self.save_markers()?;
+        }
+        self.commit(true)
+    }
+
+    /// The run ends by halting (`-H` after the last iteration): recorded
+    /// durably before the halt task starts.
+    pub fn halting(&mut self, code: i32) -> io::Result<()> {
+        if let Some(run) = self.run_mut() {
+            run.status = Status::Finished;
+            run.exit_code = Some(code);
+            run.halting = true;
+            run.current = None;
+            run.next_retry_at = None;
         }
         self.commit(true)
     }
@@ -643,18 +671,18 @@ impl Journal {
         Ok(had)
     }
 
-    /// The log folder of a run, created 0700; older folders beyond `keep`
-    /// are pruned. `None` with `keep_logs = 0` or when it cannot be made.
-    pub fn log_dir(&self, run_id: &str, keep: u32) -> Option<LogDir> {
+    /// The log folder of an iteration of a run, created 0700; older folders
+    /// beyond `keep` are pruned. `None` with `keep_logs = 0` or when it cannot be made.
+    pub fn log_dir(&self, run_id: &str, iteration: u64, keep: u32) -> Option<LogDir> {
         if keep == 0 {
             return None;
         }
-        match LogDir::create(&self.dir, run_id, keep as usize) {
+        match LogDir::create(&self.dir, run_id, iteration, keep as usize) {
             Ok(d) => Some(d),
             Err(e) => {
                 crate::logging::warn(&format!(
                     "{}: cannot create the log folder: {e}; task logs are off",
-                    self.dir.path.join(super::logs::LOGS_DIR).join(run_id).display()
+                    self.dir.path.join(super::logs::LOGS_DIR).join(super::logs::unit_name(run_id, iteration)).display()
                 ));
                 None
             }
@@ -676,4 +704,6 @@ pub enum TaskEnd {
     },
     /// The run ends with this code.
     Final(i32),
+    /// The run ends with this code, and the halt task runs next.
+    Halting(i32),
 }

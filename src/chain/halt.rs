@@ -1,0 +1,85 @@
+//! The halt task: `TASKDIR/halt_task`, run with the global interpreter,
+//! `max_time` and `kill_grace` after a task asked to halt, after a task gave
+//! up, and with `-H`. The run is recorded as halting (durably) before it
+//! starts. It is terminated like any task when runner gets a signal, and
+//! then runner exits 128+N; otherwise its exit status never changes
+//! runner's.
+
+use super::Chain;
+use super::attempt::command;
+use crate::error::code;
+use crate::events::fields;
+use crate::hooks;
+use crate::logging;
+use crate::process::{self, Job};
+use crate::signals;
+
+impl Chain<'_> {
+    /// Runs the halt task for a run ending with `code`; returns runner's
+    /// exit code (`code`, or 128+N when a signal came first or meanwhile).
+    pub(super) fn halt(&mut self, iteration: u64, reason: &str, code: i32) -> i32 {
+        if let Some(sig) = signals::cancelled() {
+            return code::SIGNAL_BASE + sig;
+        }
+        if reason == "halt-after" {
+            self.save(|j| j.halting(code));
+        }
+        let opts = self.opts;
+        let events = self.events;
+        let halt = &opts.halt_task;
+        let what = halt.display().to_string();
+        events.emit("halt_start", fields([("task", what.as_str().into()), ("reason", reason.into())]));
+        if !halt.exists() {
+            logging::error(&format!("{what}: halt task does not exist; cannot halt"));
+            events.emit("halt_end", fields([("task", what.as_str().into()), ("error", "does not exist".into())]));
+            return code;
+        }
+        logging::info(&format!("halting: running {what}"));
+        let limits = &opts.config.runner.limits;
+        let file = halt.file_name().unwrap_or_default().to_os_string();
+        let log = self.open_log(&file);
+        let mut env = opts.env.clone();
+        env.extend([
+            ("RUNNER_TASK_NAME".into(), crate::tasks::task_name(&file.to_string_lossy()).into()),
+            ("RUNNER_TASK".into(), file),
+            ("RUNNER_RUN_ID".into(), self.run_id.as_str().into()),
+            ("RUNNER_ITERATION".into(), iteration.to_string().into()),
+        ]);
+        if let Some((_, path)) = &log {
+            env.push(("RUNNER_LOG_FILE".into(), path.into()));
+        }
+        let job = Job {
+            argv: command(limits.interpreter.value.as_deref(), halt.as_os_str()),
+            env: &env,
+            label: "halt",
+            what: &what,
+            max_time: limits.max_time.value.limit(),
+            kill_grace: limits.kill_grace.value.duration(),
+            raw_output: opts.raw_output,
+            log: log.as_ref().map(|(l, _)| l),
+            tag: None,
+        };
+        let finished = process::run(&job);
+        let exit = &finished.exit;
+        if exit.code() != Some(0) {
+            logging::warn(&format!("halt task: {}", exit.describe()));
+        }
+        if let Some((l, _)) = &log {
+            l.note(&format!("halt task: {}", exit.describe()));
+        }
+        finished.kill_leftovers();
+        events.emit(
+            "halt_end",
+            fields([
+                ("task", what.as_str().into()),
+                ("exit_code", exit.code().into()),
+                ("signal", exit.signal().into()),
+                ("duration_s", hooks::millis(exit.duration()).into()),
+            ]),
+        );
+        match signals::cancelled() {
+            Some(sig) => code::SIGNAL_BASE + sig,
+            None => code,
+        }
+    }
+}

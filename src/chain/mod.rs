@@ -1,0 +1,308 @@
+//! The loop: one run of the chain — its iterations, and in each, every task
+//! in order.
+//!
+//! - this file: the run (resume, the journal's start and end, iterations,
+//!   the task directory listed again at each iteration, `-H`);
+//! - [`attempt`]: one try of one task, from its pre hook to what comes next;
+//! - [`halt`]: the halt task.
+//!
+//! What an exit means is `outcome`'s; running a process is `process`'s;
+//! recording is `state`'s. A signal to runner is honoured in every phase:
+//! whatever runs is stopped by `process`, and the loop returns 128+N at the
+//! next step, never starting a halt task after it.
+
+mod attempt;
+mod halt;
+
+use std::collections::{BTreeMap, HashSet};
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+
+use crate::error::{Error, Result, code};
+use crate::events::{Events, fields};
+use crate::logging;
+use crate::options::{Options, Planned};
+use crate::signals;
+use crate::state::{Journal, LogDir, Resumed, Status};
+
+/// One run of the chain: the options, where events and state go, the run's
+/// id and the tasks of the current iteration.
+pub struct Chain<'a> {
+    opts: &'a Options,
+    events: &'a Events,
+    journal: &'a mut Journal,
+    run_id: String,
+    /// The tasks of this iteration, in order (the directory is listed
+    /// again at the start of every iteration).
+    tasks: Vec<Planned>,
+    log_dir: Option<LogDir>,
+    save_failed: bool,
+}
+
+/// Where the chain is: iteration, try, the tasks done in this iteration and
+/// how often each succeeded in it (for attempt keys).
+pub struct Position {
+    pub iteration: u64,
+    pub try_num: u32,
+    pub done: HashSet<String>,
+    pub successes: BTreeMap<String, u64>,
+}
+
+impl Position {
+    fn start_of(iteration: u64) -> Position {
+        Position { iteration, try_num: 1, done: HashSet::new(), successes: BTreeMap::new() }
+    }
+}
+
+/// Runs the chain as configured and returns runner's exit code. With
+/// `resume`, an unfinished run recorded in the journal goes on where it
+/// stopped. A run that cannot be recorded at its start is exit 74.
+pub fn run(opts: &Options, events: &Events, journal: &mut Journal, resume: bool) -> Result<i32> {
+    if opts.tasks.is_empty() {
+        logging::info(&format!("{}: no tasks; nothing to do", opts.task_dir.display()));
+        return Ok(code::OK);
+    }
+    let resumed = if resume { journal.resumable() } else { None };
+    if resume && resumed.is_none() {
+        logging::info("nothing to resume: the last run finished; starting a new run");
+    }
+    let is_resumed = resumed.is_some();
+    if is_resumed {
+        kill_interrupted_attempt(journal);
+    }
+    let start = resumed.unwrap_or_else(|| Resumed {
+        run_id: new_run_id(),
+        iteration: 1,
+        try_num: 1,
+        done: Vec::new(),
+        successes: BTreeMap::new(),
+    });
+    if is_resumed {
+        logging::info(&format!(
+            "resuming run {} at iteration {}, try {} ({} tasks already done)",
+            start.run_id,
+            start.iteration,
+            start.try_num,
+            start.done.len()
+        ));
+    }
+    journal
+        .begin(&start)
+        .map_err(|e| Error::State(format!("{}: cannot record the run: {e}", journal.dir.path.display())))?;
+    let mut chain = Chain {
+        opts,
+        events,
+        journal,
+        run_id: start.run_id.clone(),
+        tasks: opts.tasks.clone(),
+        log_dir: None,
+        save_failed: false,
+    };
+    events.emit(
+        "run_start",
+        fields([
+            ("run_id", chain.run_id.as_str().into()),
+            ("task_dir", opts.task_dir.to_string_lossy().into()),
+            ("tasks", opts.tasks.len().into()),
+            ("times", opts.times.into()),
+            ("resumed", is_resumed.into()),
+        ]),
+    );
+    let first = Position {
+        iteration: start.iteration,
+        try_num: start.try_num,
+        done: start.done.into_iter().collect(),
+        successes: start.successes,
+    };
+    let code = chain.iterations(first);
+    let status = if code >= code::SIGNAL_BASE { Status::Cancelled } else { Status::Finished };
+    if let Err(e) = chain.journal.finish(status, code) {
+        logging::warn(&format!("{}: cannot record the end of the run: {e}", chain.journal.dir.path.display()));
+    }
+    events.emit("run_end", fields([("run_id", chain.run_id.as_str().into()), ("exit_code", code.into())]));
+    Ok(code)
+}
+
+/// Before a resumed run starts anything: processes that still carry the
+/// interrupted attempt's key (the task's group outlived a runner killed
+/// with SIGKILL) are killed with their groups, so they never run beside
+/// the retry.
+fn kill_interrupted_attempt(journal: &Journal) {
+    let Some(current) = journal.state.run.as_ref().and_then(|r| r.current.as_ref()) else { return };
+    let tag = format!("RUNNER_ATTEMPT_KEY={}", current.attempt_key);
+    let killed = crate::unix::kill_tagged(tag.as_bytes(), 0);
+    if !killed.is_empty() {
+        logging::warn(&format!(
+            "{}: killed {} process(es) left from the interrupted try before resuming",
+            current.task,
+            killed.len()
+        ));
+    }
+}
+
+impl Chain<'_> {
+    /// The iterations, from `first`; the exit code.
+    fn iterations(&mut self, first: Position) -> i32 {
+        let mut pos = first;
+        let mut listed = true;
+        loop {
+            if self.opts.times.is_some_and(|n| pos.iteration > n) {
+                break;
+            }
+            if !listed && let Err(code) = self.relist() {
+                return code;
+            }
+            listed = false;
+            logging::info(&format!("iteration {}", pos.iteration));
+            self.log_dir = self.journal.log_dir(&self.run_id, pos.iteration, self.opts.config.runner.keep_logs);
+            match self.iteration(&mut pos) {
+                Ok(true) => {}
+                Ok(false) if self.tasks.is_empty() => {
+                    logging::info("no tasks; nothing to do");
+                    return code::OK;
+                }
+                Ok(false) => {
+                    logging::info("every task is run-once and already done; nothing to do");
+                    return code::OK;
+                }
+                Err(code) => return code,
+            }
+            pos = Position::start_of(pos.iteration + 1);
+            if self.opts.times.is_none_or(|n| pos.iteration <= n) {
+                self.save(|j| j.iteration(pos.iteration));
+            }
+        }
+        if let Some(sig) = signals::cancelled() {
+            return code::SIGNAL_BASE + sig;
+        }
+        if self.opts.halt_after {
+            logging::info("all iterations done; running the halt task (-H)");
+            return self.halt(pos.iteration - 1, "halt-after", code::OK);
+        }
+        code::OK
+    }
+
+    /// Lists the task directory again; a plan error ends the run (78).
+    fn relist(&mut self) -> Result<(), i32> {
+        match crate::options::replan(self.opts) {
+            Ok(tasks) => {
+                self.tasks = tasks;
+                Ok(())
+            }
+            Err(errors) => {
+                for e in errors {
+                    logging::error(&e);
+                }
+                logging::error("the task directory changed into a chain that cannot run; stopping");
+                Err(code::CONFIG)
+            }
+        }
+    }
+
+    /// Applies a journal change; a failure to write it is warned about once
+    /// per run (the chain goes on: the journal is a record, not a gate).
+    fn save(&mut self, f: impl FnOnce(&mut Journal) -> std::io::Result<()>) {
+        if let Err(e) = f(self.journal)
+            && !self.save_failed
+        {
+            self.save_failed = true;
+            logging::warn(&format!("{}: cannot write state: {e}; the chain goes on", self.journal.dir.path.display()));
+        }
+    }
+
+    /// One pass over the chain. `Ok(ran_any)` when every task ended OK (or
+    /// was skipped); `Err(code)` when the run ends.
+    fn iteration(&mut self, pos: &mut Position) -> Result<bool, i32> {
+        let mut ran_any = false;
+        let mut i = 0;
+        while i < self.tasks.len() {
+            if let Some(sig) = signals::cancelled() {
+                return Err(code::SIGNAL_BASE + sig);
+            }
+            let p = self.tasks[i].clone();
+            let file = p.task.file_str.as_str();
+            if pos.done.contains(file) {
+                // Done before a resume: counts as progress, not as a skip.
+                ran_any = true;
+                i += 1;
+                continue;
+            }
+            if self.journal.already_ran(file, p.config.run.value) {
+                logging::debug(&format!("{file}: skipped (run = {}: already succeeded)", p.config.run.value.as_str()));
+                i += 1;
+                continue;
+            }
+            ran_any = true;
+            match self.attempt(&p, pos, i)? {
+                Step::Next => {
+                    pos.done.insert(file.to_string());
+                    *pos.successes.entry(file.to_string()).or_default() += 1;
+                    i += 1;
+                }
+                Step::Again { restart } => {
+                    pos.try_num += 1;
+                    if restart {
+                        pos.done.clear();
+                        i = 0;
+                    }
+                }
+            }
+        }
+        Ok(ran_any)
+    }
+}
+
+/// What the iteration does after a task's try.
+enum Step {
+    /// The task is done: go on to the next.
+    Next,
+    /// Try again (at the same task, or from the start).
+    Again { restart: bool },
+}
+
+/// A new run id: UTC start time to the microsecond (so ids sort in start
+/// order) and 64 random bits: `20261127T081500.123456Z-1f2e…`.
+pub fn new_run_id() -> String {
+    let stamp: String = humantime::format_rfc3339_micros(SystemTime::now())
+        .to_string()
+        .chars()
+        .filter(|c| !matches!(c, '-' | ':'))
+        .collect();
+    format!("{stamp}-{:016x}", rand::random::<u64>())
+}
+
+/// The idempotency key of a task: derived from what is already durable (the
+/// run id, the iteration, the task file and how many times it has succeeded
+/// in this iteration), so it survives a retry and a resume and changes after
+/// an OK, without writing anything before the task starts.
+pub fn attempt_key(run_id: &str, iteration: u64, file: &std::ffi::OsStr, successes: u64) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    let mut h = Sha256::new();
+    h.update(run_id.as_bytes());
+    h.update([0]);
+    h.update(iteration.to_le_bytes());
+    h.update(file.as_bytes());
+    h.update([0]);
+    h.update(successes.to_le_bytes());
+    let d = h.finalize();
+    let hex = crate::state::hex(&d[..16]);
+    format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn attempt_keys() {
+        let f = std::ffi::OsStr::new("10-a");
+        let k = attempt_key("r", 1, f, 0);
+        assert_eq!(k.len(), 36);
+        assert_eq!(k, attempt_key("r", 1, f, 0));
+        assert_ne!(k, attempt_key("r", 1, f, 1));
+        assert_ne!(k, attempt_key("r", 2, f, 0));
+        assert_ne!(k, attempt_key("s", 1, f, 0));
+        assert_ne!(k, attempt_key("r", 1, std::ffi::OsStr::new("10-b"), 0));
+    }
+}

@@ -1,0 +1,182 @@
+//! Running one child process (a task, a hook, the halt task): its own
+//! process group, stdin from /dev/null, killed with runner (parent-death
+//! signal), output forwarded line by line with a prefix (or inherited with
+//! `--raw-output`), supervised until it ends.
+//!
+//! - [`supervise`]: the one SIGTERM → `kill_grace` → SIGKILL escalation, for
+//!   `max_time` and for cancellation alike, and the loops that drive it.
+//! - [`output`]: where output goes (terminal, log file) and the one thread
+//!   that forwards output leftovers still hold after their job ended.
+//!
+//! No policy: what an exit means is `outcome`'s business; whether
+//! leftovers die is the caller's ([`Finished::kill_leftovers`]).
+
+pub mod output;
+pub mod supervise;
+
+use std::ffi::OsString;
+use std::io;
+use std::os::fd::OwnedFd;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use rustix::process::{Pid, PidfdFlags};
+
+pub use output::{LogSink, Sink, Stream, Terminal};
+
+use crate::outcome::Exit;
+use crate::unix;
+
+/// How long runner waits, after a child exits, for leftovers to release
+/// its stdout and stderr before it moves on (not after a timeout or a
+/// cancellation: then SIGKILL at `kill_grace` ends the wait).
+pub const DRAIN: Duration = Duration::from_millis(250);
+
+/// What to run and under which limits.
+pub struct Job<'a> {
+    /// Program and arguments.
+    pub argv: Vec<OsString>,
+    /// Variables added to runner's own environment.
+    pub env: &'a [(OsString, OsString)],
+    /// What the output lines are prefixed with (`[label] `).
+    pub label: &'a str,
+    /// What spawn errors name (the task's path).
+    pub what: &'a str,
+    pub max_time: Option<Duration>,
+    pub kill_grace: Duration,
+    /// Inherit runner's stdout and stderr instead of capturing them.
+    pub raw_output: bool,
+    /// The task's log file, a second sink for its output.
+    pub log: Option<&'a LogSink>,
+    /// An environment entry (`NAME=value`) that marks the job's processes,
+    /// so that ones that escaped its process group can be found.
+    pub tag: Option<&'a [u8]>,
+}
+
+/// The finished child, and its process group, which may still hold
+/// leftovers. Dropping it leaves them alone.
+pub struct Finished {
+    pub exit: Exit,
+    /// Leftovers still held stdout/stderr after [`DRAIN`].
+    pub leaked_output: bool,
+    group: i32,
+    tag: Option<Vec<u8>>,
+    kill_grace: Duration,
+}
+
+impl Finished {
+    /// SIGKILLs whatever is left in the child's process group, then sweeps
+    /// for processes that carry the job's tag but left the group (a daemon
+    /// started with `setsid`), until none is left or `kill_grace` has
+    /// passed: such a process may show up only when its parent dies.
+    pub fn kill_leftovers(&self) {
+        if self.group > 0 {
+            unix::kill_group(self.group, libc::SIGKILL);
+        }
+        let Some(tag) = &self.tag else { return };
+        let until = Instant::now() + self.kill_grace;
+        let mut escaped = std::collections::HashSet::new();
+        loop {
+            let found = unix::kill_tagged(tag, self.group);
+            escaped.extend(found.iter().copied());
+            if found.is_empty() || Instant::now() >= until {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        unix::reap_adopted(true);
+        if !escaped.is_empty() {
+            crate::logging::warn(&format!("killed {} process(es) that had escaped the process group", escaped.len()));
+        }
+    }
+}
+
+/// Runs `job` to its end. Never fails: a child that cannot be started is an
+/// [`Exit::NotStarted`].
+pub fn run(job: &Job) -> Finished {
+    let started = Instant::now();
+    // A child started after runner was cancelled (the post hook that reports
+    // CANCELLED) is allowed to run; one started as the signal arrives is not.
+    let cancelled_before = crate::signals::cancelled().is_some();
+    let (out, err) =
+        if job.raw_output { (Stdio::inherit(), Stdio::inherit()) } else { (Stdio::piped(), Stdio::piped()) };
+    let mut cmd = Command::new(&job.argv[0]);
+    cmd.args(&job.argv[1..]).envs(job.env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null()).stdout(out).stderr(err);
+    cmd.process_group(0);
+    die_with_runner(&mut cmd);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            let exit = Exit::NotStarted { reason: spawn_reason(job, &e), duration: started.elapsed() };
+            return Finished { exit, leaked_output: false, group: 0, tag: None, kill_grace: job.kill_grace };
+        }
+    };
+    let group = child.id() as i32;
+    let sinks = output::sinks(job);
+    let mut esc = supervise::Escalation::new(group, job, !cancelled_before);
+    let (status, leaked_output) = match pidfd(&child) {
+        Some(pidfd) => supervise::poll_loop(&mut child, job, pidfd, sinks, &mut esc),
+        None => supervise::threaded(&mut child, job, sinks, &mut esc),
+    };
+    let duration = started.elapsed();
+    let exit = match status {
+        Err(e) => Exit::WaitFailed { reason: format!("{}: waiting failed: {e}", job.what), duration },
+        Ok(s) => esc.judge_status(s, duration),
+    };
+    // Every std child is waited for now: adopted orphans that exited can
+    // be reaped by pid.
+    unix::reap_adopted(false);
+    Finished { exit, leaked_output, group, tag: job.tag.map(<[u8]>::to_vec), kill_grace: job.kill_grace }
+}
+
+/// Asks the kernel to SIGKILL the child when runner dies (`kill -9`, the
+/// OOM killer), so that a task never runs on beside the retry a
+/// `--resume` starts. The signal follows the thread that forks, and runner
+/// forks only from its main thread, which lives as long as runner.
+fn die_with_runner(cmd: &mut Command) {
+    let parent = rustix::process::getpid();
+    // SAFETY: the closure runs in the forked child before exec. It makes
+    // only two async-signal-safe system calls (prctl, getppid) and builds
+    // its error without allocating, as a child of a threaded process must.
+    unsafe {
+        cmd.pre_exec(move || {
+            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            if rustix::process::getppid() != Some(parent) {
+                // Runner died before the request was in place.
+                return Err(io::Error::from_raw_os_error(libc::ESRCH));
+            }
+            Ok(())
+        });
+    }
+}
+
+fn spawn_reason(job: &Job, e: &io::Error) -> String {
+    let program = std::path::Path::new(&job.argv[0]);
+    let target = if job.argv.len() > 1 {
+        format!("interpreter {} for {}", program.display(), job.what)
+    } else {
+        job.what.to_string()
+    };
+    if e.kind() == io::ErrorKind::NotFound
+        && let Ok(link) = std::fs::read_link(program)
+    {
+        return format!("cannot start {target}: broken symlink to {}", link.display());
+    }
+    format!("cannot start {target}: {e}")
+}
+
+/// A pidfd for the child, unless disabled (`RUNNER_NO_PIDFD`, for tests of
+/// the fallback) or not supported (Linux before 5.3).
+fn pidfd(child: &Child) -> Option<OwnedFd> {
+    if std::env::var_os("RUNNER_NO_PIDFD").is_some() {
+        return None;
+    }
+    let pid = Pid::from_raw(child.id() as i32)?;
+    rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok()
+}
+
+/// The exit code or signal of a status.
+pub fn status_parts(s: ExitStatus) -> (Option<i32>, Option<i32>) {
+    (s.code(), s.signal())
+}

@@ -1,0 +1,267 @@
+//! Supervising a running child: the one escalation and the two loops that
+//! drive it.
+//!
+//! [`Escalation`] is the only code that signals a running job: SIGTERM to
+//! its process group when `max_time` passes or runner is cancelled,
+//! SIGKILL `kill_grace` later (at once after a second SIGINT) — to the
+//! group, so a leftover that ignores SIGTERM and holds the output dies at
+//! the deadline too, even after the leader exited. [`poll_loop`] (Linux
+//! 5.3+) polls the child's pipes, its pidfd and the signal doorbell on one
+//! thread; [`threaded`] is the fallback (an output thread and
+//! wait-timeout, in slices short enough to notice a signal). Neither
+//! decides what an exit means.
+
+use std::io::{self, Read};
+use std::os::fd::OwnedFd;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{Child, ExitStatus};
+use std::time::{Duration, Instant};
+
+use rustix::event::{PollFd, PollFlags};
+use wait_timeout::ChildExt;
+
+use super::output::{self, Sink, Stream};
+use super::{DRAIN, Job};
+use crate::outcome::Exit;
+use crate::{signals, unix};
+
+/// How long the fallback waits at most before looking at the signal flags.
+const FALLBACK_SLICE: Duration = Duration::from_millis(20);
+
+/// The SIGTERM → `kill_grace` → SIGKILL escalation of one process group.
+pub struct Escalation {
+    group: i32,
+    label: String,
+    grace: Duration,
+    /// When `max_time` passes.
+    deadline: Option<Instant>,
+    /// Whether runner's cancellation stops this job (not for a job started
+    /// after it: the post hook that reports CANCELLED).
+    honours_cancel: bool,
+    /// SIGTERM went out; SIGKILL is due then.
+    kill_at: Option<Instant>,
+    killed: bool,
+    timed_out: bool,
+    /// The signal that cancelled runner while this job ran.
+    cancelled_by: Option<i32>,
+}
+
+impl Escalation {
+    pub fn new(group: i32, job: &Job, honours_cancel: bool) -> Escalation {
+        Escalation {
+            group,
+            label: job.label.to_string(),
+            grace: job.kill_grace,
+            deadline: job.max_time.map(|t| Instant::now() + t),
+            honours_cancel,
+            kill_at: None,
+            killed: false,
+            timed_out: false,
+            cancelled_by: None,
+        }
+    }
+
+    /// Sends what is due at `now`.
+    pub fn step(&mut self, now: Instant) {
+        if self.kill_at.is_none() && !self.killed {
+            if let Some(sig) = signals::cancelled().filter(|_| self.honours_cancel) {
+                self.cancelled_by = Some(sig);
+                self.term(now);
+            } else if self.deadline.is_some_and(|d| now >= d) {
+                self.timed_out = true;
+                crate::logging::warn(&format!("{}: exceeded max_time; sending SIGTERM", self.label));
+                self.term(now);
+            }
+        }
+        if self.killed {
+            return;
+        }
+        if signals::hurry() {
+            self.kill("second SIGINT");
+        } else if self.kill_at.is_some_and(|k| now >= k) {
+            self.kill("still running after kill_grace");
+        }
+    }
+
+    fn term(&mut self, now: Instant) {
+        unix::kill_group(self.group, libc::SIGTERM);
+        self.kill_at = Some(now + self.grace);
+    }
+
+    fn kill(&mut self, why: &str) {
+        crate::logging::warn(&format!("{}: {why}; sending SIGKILL", self.label));
+        unix::kill_group(self.group, libc::SIGKILL);
+        self.killed = true;
+    }
+
+    /// The leader was reaped: no new escalation starts (a job that exited
+    /// before `max_time` did not time out while its leftovers drained); one
+    /// under way still ends in SIGKILL at its deadline.
+    pub fn leader_exited(&mut self) {
+        self.deadline = None;
+        self.honours_cancel = false;
+    }
+
+    /// SIGTERM went out and SIGKILL has not yet.
+    pub fn pending(&self) -> bool {
+        self.kill_at.is_some() && !self.killed
+    }
+
+    /// The next instant something is due.
+    pub fn next(&self) -> Option<Instant> {
+        if self.killed {
+            None
+        } else if self.kill_at.is_some() {
+            self.kill_at
+        } else {
+            self.deadline
+        }
+    }
+
+    /// The [`Exit`] of a reaped child, given what the escalation did.
+    pub fn judge_status(&self, status: ExitStatus, duration: Duration) -> Exit {
+        let (code, signal) = (status.code(), status.signal());
+        if let Some(by) = self.cancelled_by {
+            return Exit::Cancelled { by, code, signal, duration };
+        }
+        if self.timed_out {
+            return Exit::TimedOut { code, signal, duration };
+        }
+        match (code, signal) {
+            (Some(code), _) => Exit::Exited { code, duration },
+            (None, Some(signal)) => Exit::Signalled { signal, duration },
+            (None, None) => Exit::WaitFailed { reason: format!("{}: unknown wait status", self.label), duration },
+        }
+    }
+}
+
+/// The supervision loop on one thread: poll the child's stdout, stderr,
+/// pidfd and the signal doorbell, with the escalation's next deadline (or
+/// the output drain) as timeout. No thread per task, no SIGCHLD, and
+/// deadlines are met to the millisecond. Returns the status, and whether
+/// leftovers still held the output after the drain (the shared drain then
+/// keeps forwarding it).
+pub fn poll_loop(
+    child: &mut Child,
+    job: &Job,
+    pidfd: OwnedFd,
+    mut sinks: Vec<Box<dyn Sink>>,
+    esc: &mut Escalation,
+) -> (io::Result<ExitStatus>, bool) {
+    let mut out = child.stdout.take();
+    let mut err = child.stderr.take();
+    let mut buf = output::take_buffer();
+    let mut status: Option<io::Result<ExitStatus>> = None;
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        esc.step(now);
+        if let Some(s) = &status
+            && s.is_ok()
+            && drain_until.is_none()
+            && !esc.pending()
+        {
+            drain_until = Some(now + DRAIN);
+        }
+        if status.is_some() && out.is_none() && err.is_none() {
+            break;
+        }
+        if drain_until.is_some_and(|d| now >= d) || status.as_ref().is_some_and(|s| s.is_err()) {
+            break;
+        }
+        let next = [esc.next(), drain_until].into_iter().flatten().min();
+        let timeout = next.map(|n| signals::timespec(n.saturating_duration_since(Instant::now())));
+        let bell = signals::doorbell();
+        // Only what is still open is polled: a closed pipe would report
+        // POLLHUP forever and turn the wait into a busy loop.
+        let mut fds: Vec<PollFd> = Vec::with_capacity(4);
+        let mut slots: Vec<u8> = Vec::with_capacity(4);
+        if let Some(o) = &out {
+            fds.push(PollFd::new(o, PollFlags::IN));
+            slots.push(0);
+        }
+        if let Some(e) = &err {
+            fds.push(PollFd::new(e, PollFlags::IN));
+            slots.push(1);
+        }
+        if status.is_none() {
+            fds.push(PollFd::new(&pidfd, PollFlags::IN));
+            slots.push(2);
+        }
+        if let Some(b) = &bell {
+            fds.push(PollFd::new(b, PollFlags::IN));
+            slots.push(3);
+        }
+        match rustix::event::poll(&mut fds, timeout.as_ref()) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => break,
+        }
+        let mut ready = [false; 4];
+        for (fd, slot) in fds.iter().zip(&slots) {
+            ready[usize::from(*slot)] = !fd.revents().is_empty();
+        }
+        drop(fds);
+        if ready[3] {
+            signals::quiet_doorbell();
+        }
+        if ready[0]
+            && let Some(o) = &mut out
+            && !output::forward_chunk(o as &mut dyn Read, Stream::Out, &mut buf, &mut sinks)
+        {
+            out = None;
+        }
+        if ready[1]
+            && let Some(e) = &mut err
+            && !output::forward_chunk(e as &mut dyn Read, Stream::Err, &mut buf, &mut sinks)
+        {
+            err = None;
+        }
+        if ready[2] && status.is_none() {
+            status = Some(child.wait());
+            esc.leader_exited();
+        }
+    }
+    output::give_buffer(buf);
+    let leaked = out.is_some() || err.is_some();
+    if leaked {
+        output::leak(job.label, out, err, sinks);
+    } else {
+        sinks.iter_mut().for_each(|s| s.finish());
+    }
+    let status = status.unwrap_or_else(|| child.wait());
+    (status, leaked)
+}
+
+/// The fallback without pidfd: an output thread, and wait-timeout in short
+/// slices, driving the same escalation.
+pub fn threaded(
+    child: &mut Child,
+    job: &Job,
+    sinks: Vec<Box<dyn Sink>>,
+    esc: &mut Escalation,
+) -> (io::Result<ExitStatus>, bool) {
+    let drained = output::forward_in_thread(child, job, sinks);
+    let status = loop {
+        let now = Instant::now();
+        esc.step(now);
+        let slice = esc.next().map_or(FALLBACK_SLICE, |n| n.saturating_duration_since(now).min(FALLBACK_SLICE));
+        match child.wait_timeout(slice) {
+            Ok(Some(status)) => break Ok(status),
+            Ok(None) => {}
+            Err(e) => break Err(e),
+        }
+    };
+    esc.leader_exited();
+    // Leftovers of a stopped job: SIGKILL at the deadline, unless the
+    // output closes first.
+    while esc.pending() {
+        let now = Instant::now();
+        esc.step(now);
+        let slice = esc.next().map_or(FALLBACK_SLICE, |n| n.saturating_duration_since(now).min(FALLBACK_SLICE));
+        if drained.recv_timeout(slice).is_ok() {
+            return (status, false);
+        }
+    }
+    let leaked = drained.recv_timeout(DRAIN).is_err();
+    (status, leaked)
+}
