@@ -94,8 +94,10 @@ pub fn call(hooks: &Hooks, when: When, stats: &Map<String, Value>, template: &Jo
         // No tag: the task's escaped daemons are the task's business, not the hook's.
         let job = Job { argv, label: &label, what: key, tag: None, ..*template };
         let finished = process::run(&job);
-        if finished.exit.code() != Some(0) {
-            logging::warn(&format!("{key}: {}", finished.exit.describe()));
+        match &finished.exit {
+            crate::outcome::Exit::Exited { code: 0, .. } => {}
+            crate::outcome::Exit::Exited { code, .. } => logging::warn(&format!("{key}: exited {code}")),
+            other => logging::warn(&format!("{key}: {}", other.describe())),
         }
         finished.kill_leftovers();
     }
