@@ -106,6 +106,10 @@ pub struct Cli {
     #[arg(long = "allow-insecure")]
     pub allow_insecure: bool,
 
+    /// Kill the running job's group when runner dies (started by runner)
+    #[arg(long = "watchdog", hide = true)]
+    pub watchdog: bool,
+
     /// Write the man page and shell completions into DIR (for packaging)
     #[arg(long = "generate-assets", value_name = "DIR", hide = true)]
     pub generate_assets: Option<PathBuf>,

@@ -38,6 +38,9 @@ pub fn run(cli: &Cli) -> Result<i32> {
         _ => logging::Level::Info,
     };
     logging::init(level, cli.syslog);
+    if cli.watchdog {
+        return Ok(process::watchdog::serve());
+    }
     if let Some(dir) = &cli.generate_assets {
         assets::generate(dir).map_err(|e| Error::Internal(anyhow::anyhow!("{}: {e}", dir.display())))?;
         return Ok(code::OK);
@@ -73,6 +76,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
     if let Some(task) = &cli.forget {
         return forget(&opts, &mut journal, task);
     }
+    process::watchdog::start();
     if !unix::become_subreaper() {
         logging::debug("PR_SET_CHILD_SUBREAPER is not available: escaped daemons are left to the service manager");
     }

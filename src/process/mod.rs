@@ -1,7 +1,7 @@
 //! Running one child process (a task, a hook, the halt task): its own
-//! process group, stdin from /dev/null, killed with runner (parent-death
-//! signal), output forwarded line by line with a prefix (or inherited with
-//! `--raw-output`), supervised until it ends.
+//! process group, stdin from /dev/null, killed with its group if runner
+//! dies ([`watchdog`]), output forwarded line by line with a prefix (or
+//! inherited with `--raw-output`), supervised until it ends.
 //!
 //! - [`supervise`]: the one SIGTERM → `kill_grace` → SIGKILL escalation, for
 //!   `max_time` and for cancellation alike, and the loops that drive it.
@@ -13,11 +13,11 @@
 
 pub mod output;
 pub mod supervise;
+pub mod watchdog;
 
-use std::ffi::{CString, OsString};
+use std::ffi::OsString;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -102,17 +102,9 @@ pub fn run(job: &Job) -> Finished {
     let cancelled_before = crate::signals::cancelled().is_some();
     let (out, err) =
         if job.raw_output { (Stdio::inherit(), Stdio::inherit()) } else { (Stdio::piped(), Stdio::piped()) };
-    let exec = match Exec::new(job) {
-        Ok(exec) => exec,
-        Err(e) => {
-            let exit = Exit::NotStarted { reason: spawn_reason(job, &e), duration: started.elapsed() };
-            return Finished { exit, leaked_output: false, group: 0, tag: None, kill_grace: job.kill_grace };
-        }
-    };
     let mut cmd = Command::new(&job.argv[0]);
-    cmd.stdin(Stdio::null()).stdout(out).stderr(err);
+    cmd.args(&job.argv[1..]).envs(job.env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null()).stdout(out).stderr(err);
     cmd.process_group(0);
-    exec.install(&mut cmd);
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {
@@ -121,6 +113,7 @@ pub fn run(job: &Job) -> Finished {
         }
     };
     let group = child.id() as i32;
+    watchdog::guard(group, job.tag);
     let sinks = output::sinks(job);
     let mut esc = supervise::Escalation::new(group, job, !cancelled_before);
     let (status, leaked_output) = match pidfd(&child) {
@@ -132,108 +125,11 @@ pub fn run(job: &Job) -> Finished {
         Err(e) => Exit::WaitFailed { reason: format!("{}: waiting failed: {e}", job.what), duration },
         Ok(s) => esc.judge_status(s, duration),
     };
+    watchdog::guard(0, None);
     // Every std child is waited for now: adopted orphans that exited can
     // be reaped by pid.
     unix::reap_adopted(false);
     Finished { exit, leaked_output, group, tag: job.tag.map(<[u8]>::to_vec), kill_grace: job.kill_grace }
-}
-
-/// The program, arguments and environment of a job as the C strings
-/// `execve` takes, built in runner before the fork: the child must not
-/// allocate.
-struct Exec {
-    path: CString,
-    /// Kept alive for the pointers in `argv_ptrs`.
-    _argv: Vec<CString>,
-    _envp: Vec<CString>,
-    /// Addresses of the strings, then 0: laid out as a `char *[]`.
-    argv_ptrs: Vec<usize>,
-    envp_ptrs: Vec<usize>,
-}
-
-impl Exec {
-    /// The program is found as the job names it: a path as is, a bare name
-    /// through `PATH` (as `execvp`, but without its fallback of running a
-    /// file that is not a valid executable with /bin/sh).
-    fn new(job: &Job) -> io::Result<Exec> {
-        let program = std::path::Path::new(&job.argv[0]);
-        let path = if program.as_os_str().as_bytes().contains(&b'/') {
-            program.to_path_buf()
-        } else {
-            find_in_path(program.as_os_str()).ok_or_else(|| io::Error::from(io::ErrorKind::NotFound))?
-        };
-        let c = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).map_err(|_| io::Error::other("nul byte in argument"));
-        let argv: Vec<CString> = job.argv.iter().map(|a| c(a)).collect::<io::Result<_>>()?;
-        let mut vars: Vec<(OsString, OsString)> = std::env::vars_os().collect();
-        for (k, v) in job.env {
-            match vars.iter_mut().find(|(name, _)| name == k) {
-                Some(slot) => slot.1 = v.clone(),
-                None => vars.push((k.clone(), v.clone())),
-            }
-        }
-        let envp: Vec<CString> = vars
-            .iter()
-            .map(|(k, v)| {
-                let mut kv = k.clone();
-                kv.push("=");
-                kv.push(v);
-                c(&kv)
-            })
-            .collect::<io::Result<_>>()?;
-        let ptrs = |v: &[CString]| v.iter().map(|s| s.as_ptr() as usize).chain([0]).collect();
-        Ok(Exec {
-            path: c(path.as_os_str())?,
-            argv_ptrs: ptrs(&argv),
-            envp_ptrs: ptrs(&envp),
-            _argv: argv,
-            _envp: envp,
-        })
-    }
-
-    /// Makes the forked child ask the kernel to SIGKILL it when runner dies
-    /// (`kill -9`, the OOM killer), so that a task never runs on beside the
-    /// retry a `--resume` starts, and then exec the job. The signal follows
-    /// the thread that forks; runner forks only from its main thread, which
-    /// lives as long as runner.
-    fn install(self, cmd: &mut Command) {
-        let parent = rustix::process::getpid();
-        // SAFETY: the closure runs in the forked child before exec. It makes
-        // only async-signal-safe system calls (prctl, getppid, execve) and
-        // allocates nothing: the strings and the pointer arrays were built
-        // before the fork and are moved in. `argv_ptrs` and `envp_ptrs` hold
-        // the addresses of live C strings followed by 0, and `usize` has
-        // the size and alignment of a pointer, so each is a valid
-        // null-terminated `char *[]`. On success execve does not return; on
-        // failure its errno becomes the spawn error.
-        let exec = self;
-        unsafe {
-            cmd.pre_exec(move || {
-                // The whole struct is moved in (not only the fields used):
-                // the strings must live as long as the pointers to them.
-                let exec = &exec;
-                rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
-                if rustix::process::getppid() != Some(parent) {
-                    // Runner died before the request was in place.
-                    return Err(io::Error::from_raw_os_error(libc::ESRCH));
-                }
-                libc::execve(
-                    exec.path.as_ptr(),
-                    exec.argv_ptrs.as_ptr() as *const *const libc::c_char,
-                    exec.envp_ptrs.as_ptr() as *const *const libc::c_char,
-                );
-                Err(io::Error::last_os_error())
-            });
-        }
-    }
-}
-
-/// A bare program name looked up in `PATH`, as a shell would.
-fn find_in_path(name: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
-    let path = std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into());
-    std::env::split_paths(&path)
-        .map(|d| d.join(name))
-        .find(|p| std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0))
 }
 
 fn spawn_reason(job: &Job, e: &io::Error) -> String {
