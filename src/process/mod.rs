@@ -34,6 +34,15 @@ use crate::unix;
 /// cancellation: then SIGKILL at `kill_grace` ends the wait).
 pub const DRAIN: Duration = Duration::from_millis(250);
 
+/// [`DRAIN`], or `RUNNER_DRAIN_MS` (a test override, so that a test can
+/// leak output a thousand times quickly).
+pub fn drain_time() -> Duration {
+    static DRAIN_TIME: std::sync::OnceLock<Duration> = std::sync::OnceLock::new();
+    *DRAIN_TIME.get_or_init(|| {
+        std::env::var("RUNNER_DRAIN_MS").ok().and_then(|v| v.parse().ok()).map_or(DRAIN, Duration::from_millis)
+    })
+}
+
 /// What to run and under which limits.
 pub struct Job<'a> {
     /// Program and arguments.
@@ -59,7 +68,7 @@ pub struct Job<'a> {
 /// leftovers. Dropping it leaves them alone.
 pub struct Finished {
     pub exit: Exit,
-    /// Leftovers still held stdout/stderr after [`DRAIN`].
+    /// Leftovers still held stdout/stderr after [`drain_time`].
     pub leaked_output: bool,
     group: i32,
     tag: Option<Vec<u8>>,

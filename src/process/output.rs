@@ -30,22 +30,42 @@ pub fn sinks(job: &Job) -> Vec<Box<dyn Sink>> {
 
 /// Starts the thread that copies the child's stdout and stderr to the sinks
 /// (the fallback without pidfd). The receiver gets a message when both
-/// streams are closed.
-pub fn forward_in_thread(child: &mut Child, job: &Job, sinks: Vec<Box<dyn Sink>>) -> mpsc::Receiver<()> {
+/// streams are closed. [`Handoff::now`] makes the thread hand what is still
+/// open to the shared drain and end at once, so that no thread outlives its
+/// job.
+pub fn forward_in_thread(child: &mut Child, job: &Job, sinks: Vec<Box<dyn Sink>>) -> (mpsc::Receiver<()>, Handoff) {
     let (done, drained) = mpsc::sync_channel(1);
     let streams = (child.stdout.take(), child.stderr.take());
+    let label = job.label.to_string();
+    let (wake, bell) = match rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) {
+        Ok((r, w)) => (Some(r), Some(w)),
+        Err(_) => (None, None),
+    };
     let spawned = std::thread::Builder::new().name("output".into()).spawn(move || {
-        pump_some(streams.0, streams.1, sinks);
+        pump_some(streams.0, streams.1, sinks, wake, &label);
         let _ = done.send(());
     });
     if let Err(e) = spawned {
         crate::logging::error(&format!("{}: cannot start output thread: {e}", job.label));
     }
-    drained
+    (drained, Handoff { bell })
+}
+
+/// Tells a fallback output thread to hand its pipes to the shared drain.
+pub struct Handoff {
+    bell: Option<OwnedFd>,
+}
+
+impl Handoff {
+    pub fn now(self) {
+        if let Some(bell) = &self.bell {
+            let _ = rustix::io::write(bell, &[1]);
+        }
+    }
 }
 
 /// Leaked jobs whose pipes the drain holds at most (two fds each).
-pub const MAX_LEAKS: usize = 16;
+pub const MAX_LEAKS: usize = 8;
 
 /// A finished job's pipes that leftovers still hold.
 struct Leak {
@@ -385,50 +405,57 @@ pub fn forward_chunk(reader: &mut dyn Read, stream: Stream, buf: &mut [u8], sink
 
 /// Copies whichever of the two streams are given to the sinks until both
 /// reach end of file, in arrival order, through one fixed buffer.
-fn pump_some(mut out: Option<ChildStdout>, mut err: Option<ChildStderr>, mut sinks: Vec<Box<dyn Sink>>) {
+/// Copies whichever of the two streams are given to the sinks until both
+/// reach end of file, or until `wake` rings: then what is still open goes
+/// to the shared drain.
+fn pump_some(
+    mut out: Option<ChildStdout>,
+    mut err: Option<ChildStderr>,
+    mut sinks: Vec<Box<dyn Sink>>,
+    wake: Option<OwnedFd>,
+    label: &str,
+) {
     let mut buf = take_buffer();
     while out.is_some() || err.is_some() {
-        let revents = {
-            let mut fds: [Option<PollFd>; 2] = [
-                out.as_ref().map(|o| PollFd::new(o, PollFlags::IN)),
-                err.as_ref().map(|e| PollFd::new(e, PollFlags::IN)),
-            ];
-            let mut polled: Vec<PollFd> = fds.iter().flatten().cloned().collect();
-            match rustix::event::poll(&mut polled, None) {
-                Ok(_) => {}
-                Err(rustix::io::Errno::INTR) => continue,
-                Err(_) => break,
-            }
-            let mut it = polled.iter();
-            let mut r = [PollFlags::empty(); 2];
-            for (i, f) in fds.iter_mut().enumerate() {
-                if f.is_some() {
-                    r[i] = it.next().map(PollFd::revents).unwrap_or(PollFlags::empty());
-                }
-            }
-            r
-        };
-        for stream in [Stream::Out, Stream::Err] {
-            if revents[stream as usize].is_empty() {
-                continue;
-            }
-            // A stream is dropped (closed) once it reaches end of file.
-            match stream {
-                Stream::Out => {
-                    if let Some(o) = &mut out
-                        && !forward_chunk(o, stream, &mut buf, &mut sinks)
-                    {
-                        out = None;
-                    }
-                }
-                Stream::Err => {
-                    if let Some(e) = &mut err
-                        && !forward_chunk(e, stream, &mut buf, &mut sinks)
-                    {
-                        err = None;
-                    }
-                }
-            }
+        let mut fds: Vec<PollFd> = Vec::with_capacity(3);
+        let mut slots: Vec<u8> = Vec::with_capacity(3);
+        if let Some(o) = &out {
+            fds.push(PollFd::new(o, PollFlags::IN));
+            slots.push(0);
+        }
+        if let Some(e) = &err {
+            fds.push(PollFd::new(e, PollFlags::IN));
+            slots.push(1);
+        }
+        if let Some(w) = &wake {
+            fds.push(PollFd::new(w, PollFlags::IN));
+            slots.push(2);
+        }
+        match rustix::event::poll(&mut fds, None) {
+            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+            Err(_) => break,
+        }
+        let mut ready = [false; 3];
+        for (fd, slot) in fds.iter().zip(&slots) {
+            ready[usize::from(*slot)] = !fd.revents().is_empty();
+        }
+        drop(fds);
+        if ready[2] {
+            give_buffer(buf);
+            leak(label, out, err, sinks);
+            return;
+        }
+        if ready[0]
+            && let Some(o) = &mut out
+            && !forward_chunk(o, Stream::Out, &mut buf, &mut sinks)
+        {
+            out = None;
+        }
+        if ready[1]
+            && let Some(e) = &mut err
+            && !forward_chunk(e, Stream::Err, &mut buf, &mut sinks)
+        {
+            err = None;
         }
     }
     give_buffer(buf);

@@ -21,7 +21,7 @@ use rustix::event::{PollFd, PollFlags};
 use wait_timeout::ChildExt;
 
 use super::output::{self, Sink, Stream};
-use super::{DRAIN, Job};
+use super::{Job, drain_time};
 use crate::outcome::Exit;
 use crate::{signals, unix};
 
@@ -161,7 +161,7 @@ pub fn poll_loop(
             && drain_until.is_none()
             && !esc.pending()
         {
-            drain_until = Some(now + DRAIN);
+            drain_until = Some(now + drain_time());
         }
         if status.is_some() && out.is_none() && err.is_none() {
             break;
@@ -240,7 +240,7 @@ pub fn threaded(
     sinks: Vec<Box<dyn Sink>>,
     esc: &mut Escalation,
 ) -> (io::Result<ExitStatus>, bool) {
-    let drained = output::forward_in_thread(child, job, sinks);
+    let (drained, handoff) = output::forward_in_thread(child, job, sinks);
     let status = loop {
         let now = Instant::now();
         esc.step(now);
@@ -262,6 +262,9 @@ pub fn threaded(
             return (status, false);
         }
     }
-    let leaked = drained.recv_timeout(DRAIN).is_err();
+    let leaked = drained.recv_timeout(drain_time()).is_err();
+    if leaked {
+        handoff.now();
+    }
     (status, leaked)
 }

@@ -85,7 +85,8 @@ impl Test {
         self
     }
 
-    /// Extra arguments, placed after `-c runner.cfg -n 1` and before TASKDIR.
+    /// Extra arguments, placed after `-c runner.cfg -n 1` (without `-n 1`
+    /// when they set `-n`) and before TASKDIR.
     pub fn args<I, S>(mut self, args: I) -> Test
     where
         I: IntoIterator<Item = S>,
@@ -125,7 +126,8 @@ impl Test {
                 cmd.args(a);
             }
             None => {
-                cmd.arg("-c").arg(self.config_path()).args(["-n", "1"]).args(&self.args).arg(self.tasks_dir());
+                let times: &[&str] = if self.args.iter().any(|a| a == "-n") { &[] } else { &["-n", "1"] };
+                cmd.arg("-c").arg(self.config_path()).args(times).args(&self.args).arg(self.tasks_dir());
             }
         }
         cmd

@@ -21,5 +21,6 @@ mod output;
 mod protocol;
 mod signals;
 mod state;
+mod supervision;
 mod timeout;
 mod trust;
