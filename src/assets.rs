@@ -10,7 +10,7 @@ use std::path::Path;
 use clap::CommandFactory;
 use clap_complete::Shell;
 
-use crate::cli::Cli;
+use crate::settings::cli::Cli;
 
 /// Sections of the man page that clap does not know about.
 const EXTRA: &str = r#".SH "EXIT STATUS"

@@ -5,8 +5,8 @@ use std::io::Write;
 use std::process::exit;
 
 use clap::Parser;
-use runner::cli::Cli;
 use runner::error::code;
+use runner::settings::cli::Cli;
 
 fn main() {
     let cli = match Cli::try_parse() {

@@ -9,15 +9,15 @@ use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use super::{Chain, Position, Step, attempt_key};
-use crate::config::{RetryFrom, RunMode};
+use crate::chain::events::fields;
+use crate::chain::hooks::{self, Attempt, When};
+use crate::chain::outcome::{self, Exit, Next, TaskResult};
 use crate::error::code;
-use crate::events::fields;
-use crate::hooks::{self, Attempt, When};
 use crate::logging;
-use crate::options::Planned;
-use crate::outcome::{self, Exit, Next, TaskResult};
+use crate::process::signals;
 use crate::process::{self, Job, LogSink};
-use crate::signals;
+use crate::settings::Planned;
+use crate::settings::config::{RetryFrom, RunMode};
 use crate::state::{Failure, TaskEnd, TaskRecord};
 
 impl Chain<'_> {

@@ -7,12 +7,12 @@
 
 use super::Chain;
 use super::attempt::command;
+use crate::chain::events::fields;
+use crate::chain::hooks;
 use crate::error::code;
-use crate::events::fields;
-use crate::hooks;
 use crate::logging;
+use crate::process::signals;
 use crate::process::{self, Job};
-use crate::signals;
 
 impl Chain<'_> {
     /// Runs the halt task for a run ending with `code`; returns runner's
@@ -40,7 +40,7 @@ impl Chain<'_> {
         let log = self.open_log(&file);
         let mut env = opts.env.clone();
         env.extend([
-            ("RUNNER_TASK_NAME".into(), crate::tasks::task_name(&file.to_string_lossy()).into()),
+            ("RUNNER_TASK_NAME".into(), crate::settings::discovery::task_name(&file.to_string_lossy()).into()),
             ("RUNNER_TASK".into(), file),
             ("RUNNER_RUN_ID".into(), self.run_id.as_str().into()),
             ("RUNNER_ITERATION".into(), iteration.to_string().into()),

@@ -4,7 +4,9 @@
 //! - this file: the run (resume, the journal's start and end, iterations,
 //!   the task directory listed again at each iteration, `-H`);
 //! - [`attempt`]: one try of one task, from its pre hook to what comes next;
-//! - [`halt`]: the halt task.
+//! - [`halt`]: the halt task;
+//! - [`outcome`]: what an exit means (the pure, tabled task protocol);
+//! - [`hooks`] and [`events`]: the stats JSON for hooks and `--events`.
 //!
 //! What an exit means is `outcome`'s; running a process is `process`'s;
 //! recording is `state`'s. A signal to runner is honoured in every phase:
@@ -12,24 +14,27 @@
 //! next step, never starting a halt task after it.
 
 mod attempt;
+pub mod events;
 mod halt;
+pub mod hooks;
+pub mod outcome;
 
 use std::collections::{BTreeMap, HashSet};
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
+use crate::chain::events::{Events, fields};
 use crate::error::{Error, Result, code};
-use crate::events::{Events, fields};
 use crate::logging;
-use crate::options::{Options, Planned};
-use crate::signals;
+use crate::process::signals;
+use crate::settings::{Planned, Settings};
 use crate::state::{Journal, LogDir, Resumed, Status};
 
 /// One run of the chain: the options, where events and state go, the run's
 /// id and the tasks of the current iteration.
 pub struct Chain<'a> {
-    opts: &'a Options,
+    opts: &'a Settings,
     events: &'a Events,
     journal: &'a mut Journal,
     run_id: String,
@@ -58,7 +63,7 @@ impl Position {
 /// Runs the chain as configured and returns runner's exit code. With
 /// `resume`, an unfinished run recorded in the journal goes on where it
 /// stopped. A run that cannot be recorded at its start is exit 74.
-pub fn run(opts: &Options, events: &Events, journal: &mut Journal, resume: bool) -> Result<i32> {
+pub fn run(opts: &Settings, events: &Events, journal: &mut Journal, resume: bool) -> Result<i32> {
     if opts.tasks.is_empty() {
         logging::info(&format!("{}: no tasks; nothing to do", opts.task_dir.display()));
         return Ok(code::OK);
@@ -131,7 +136,7 @@ pub fn run(opts: &Options, events: &Events, journal: &mut Journal, resume: bool)
 fn kill_interrupted_attempt(journal: &Journal) {
     let Some(current) = journal.state.run.as_ref().and_then(|r| r.current.as_ref()) else { return };
     let tag = format!("RUNNER_ATTEMPT_KEY={}", current.attempt_key);
-    let killed = crate::unix::kill_tagged(tag.as_bytes(), 0);
+    let killed = crate::process::os::kill_tagged(tag.as_bytes(), 0);
     if !killed.is_empty() {
         logging::warn(&format!(
             "{}: killed {} process(es) left from the interrupted try before resuming",
@@ -185,7 +190,7 @@ impl Chain<'_> {
 
     /// Lists the task directory again; a plan error ends the run (78).
     fn relist(&mut self) -> Result<(), i32> {
-        match crate::options::replan(self.opts) {
+        match crate::settings::replan(self.opts) {
             Ok(tasks) => {
                 self.tasks = tasks;
                 Ok(())
@@ -286,7 +291,7 @@ pub fn attempt_key(run_id: &str, iteration: u64, file: &std::ffi::OsStr, success
     h.update([0]);
     h.update(successes.to_le_bytes());
     let d = h.finalize();
-    let hex = crate::state::hex(&d[..16]);
+    let hex = crate::util::hex(&d[..16]);
     format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
 }
 

@@ -11,9 +11,14 @@
 //! No policy: what an exit means is `outcome`'s business; whether
 //! leftovers die is the caller's ([`Finished::kill_leftovers`]).
 
+mod exit;
+pub mod os;
 pub mod output;
+pub mod signals;
 pub mod supervise;
 pub mod watchdog;
+
+pub use exit::Exit;
 
 use std::ffi::OsString;
 use std::io;
@@ -25,9 +30,6 @@ use std::time::{Duration, Instant};
 use rustix::process::{Pid, PidfdFlags};
 
 pub use output::{LogSink, Sink, Stream, Terminal};
-
-use crate::outcome::Exit;
-use crate::unix;
 
 /// How long runner waits, after a child exits, for leftovers to release
 /// its stdout and stderr before it moves on (not after a timeout or a
@@ -82,20 +84,20 @@ impl Finished {
     /// passed: such a process may show up only when its parent dies.
     pub fn kill_leftovers(&self) {
         if self.group > 0 {
-            unix::kill_group(self.group, libc::SIGKILL);
+            os::kill_group(self.group, libc::SIGKILL);
         }
         let Some(tag) = &self.tag else { return };
         let until = Instant::now() + self.kill_grace;
         let mut escaped = std::collections::HashSet::new();
         loop {
-            let found = unix::kill_tagged(tag, self.group);
+            let found = os::kill_tagged(tag, self.group);
             escaped.extend(found.iter().copied());
             if found.is_empty() || Instant::now() >= until {
                 break;
             }
             std::thread::sleep(Duration::from_millis(5));
         }
-        unix::reap_adopted(true);
+        os::reap_adopted(true);
         if !escaped.is_empty() {
             crate::logging::warn(&format!("killed {} process(es) that had escaped the process group", escaped.len()));
         }
@@ -108,7 +110,7 @@ pub fn run(job: &Job) -> Finished {
     let started = Instant::now();
     // A child started after runner was cancelled (the post hook that reports
     // CANCELLED) is allowed to run; one started as the signal arrives is not.
-    let cancelled_before = crate::signals::cancelled().is_some();
+    let cancelled_before = crate::process::signals::cancelled().is_some();
     let (out, err) =
         if job.raw_output { (Stdio::inherit(), Stdio::inherit()) } else { (Stdio::piped(), Stdio::piped()) };
     let mut cmd = Command::new(&job.argv[0]);
@@ -137,7 +139,7 @@ pub fn run(job: &Job) -> Finished {
     watchdog::guard(0, None);
     // Every std child is waited for now: adopted orphans that exited can
     // be reaped by pid.
-    unix::reap_adopted(false);
+    os::reap_adopted(false);
     Finished { exit, leaked_output, group, tag: job.tag.map(<[u8]>::to_vec), kill_grace: job.kill_grace }
 }
 

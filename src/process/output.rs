@@ -252,8 +252,7 @@ struct LogFile {
     cap: u64,
 }
 
-/// The smallest `max_log_size` (a cut must leave room for its marker).
-pub const MIN_LOG_SIZE: u64 = 4096;
+use crate::settings::config::MIN_LOG_SIZE;
 const COPY_CHUNK: usize = 64 * 1024;
 
 static LOG_WRITE_WARNED: AtomicBool = AtomicBool::new(false);
@@ -283,7 +282,7 @@ impl LogFile {
         }
         let marker = format!(
             "{} [runner] --- {from} earlier bytes cut here (max_log_size {}) ---\n",
-            crate::hooks::timestamp(SystemTime::now()),
+            crate::util::timestamp(SystemTime::now()),
             self.cap
         );
         self.file.write_all_at(marker.as_bytes(), 0)?;
@@ -325,7 +324,7 @@ impl LogSink {
 
     /// A line from runner itself.
     pub fn note(&self, text: &str) {
-        let line = format!("{} [runner] {text}\n", crate::hooks::timestamp(SystemTime::now()));
+        let line = format!("{} [runner] {text}\n", crate::util::timestamp(SystemTime::now()));
         self.append(line.as_bytes());
     }
 
@@ -344,7 +343,7 @@ impl LogSink {
 
 impl Sink for LogSink {
     fn write(&mut self, stream: Stream, data: &[u8]) {
-        let stamp = crate::hooks::timestamp(SystemTime::now());
+        let stamp = crate::util::timestamp(SystemTime::now());
         let mark: &[u8] = if stream == Stream::Err { b" [err] " } else { b" [out] " };
         self.buf.clear();
         // The other stream's unfinished line ends here; this one continues

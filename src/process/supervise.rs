@@ -21,9 +21,8 @@ use rustix::event::{PollFd, PollFlags};
 use wait_timeout::ChildExt;
 
 use super::output::{self, Sink, Stream};
+use super::{Exit, os, signals};
 use super::{Job, drain_time};
-use crate::outcome::Exit;
-use crate::{signals, unix};
 
 /// How long the fallback waits at most before looking at the signal flags.
 const FALLBACK_SLICE: Duration = Duration::from_millis(20);
@@ -84,13 +83,13 @@ impl Escalation {
     }
 
     fn term(&mut self, now: Instant) {
-        unix::kill_group(self.group, libc::SIGTERM);
+        os::kill_group(self.group, libc::SIGTERM);
         self.kill_at = Some(now + self.grace);
     }
 
     fn kill(&mut self, why: &str) {
         crate::logging::warn(&format!("{}: {why}; sending SIGKILL", self.label));
-        unix::kill_group(self.group, libc::SIGKILL);
+        os::kill_group(self.group, libc::SIGKILL);
         self.killed = true;
     }
 

@@ -79,9 +79,9 @@ pub fn serve() -> i32 {
     }
     let (group, tag) = current;
     if group > 0 {
-        crate::unix::kill_group(group, libc::SIGKILL);
+        crate::process::os::kill_group(group, libc::SIGKILL);
         if !tag.is_empty() {
-            crate::unix::kill_tagged(&tag, group);
+            crate::process::os::kill_tagged(&tag, group);
         }
     }
     0

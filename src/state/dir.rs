@@ -15,7 +15,6 @@ use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
-use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 
@@ -24,35 +23,6 @@ pub const LOCK_FILE: &str = "lock";
 const TEMP_PREFIX: &str = ".state.";
 /// Largest state file runner reads (a journal is far smaller).
 const MAX_READ: u64 = 256 << 20;
-
-/// Where the state of the chain in `task_dir` lives: `--state-dir`, else
-/// `[runner] state_dir`, else `/var/lib/runner/<chain>` for root and
-/// `$XDG_STATE_HOME/runner/<chain>` (`~/.local/state/runner/<chain>`)
-/// otherwise. `<chain>` is the task directory's name and a short hash of
-/// its canonical path.
-pub fn resolve_dir(flag: Option<&Path>, configured: Option<&Path>, task_dir: &Path) -> PathBuf {
-    if let Some(p) = flag.or(configured) {
-        return p.to_path_buf();
-    }
-    let chain = chain_name(task_dir);
-    if rustix::process::geteuid().is_root() {
-        return Path::new("/var/lib/runner").join(chain);
-    }
-    let base = std::env::var_os("XDG_STATE_HOME")
-        .filter(|v| Path::new(v).is_absolute())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")))
-        .unwrap_or_else(|| PathBuf::from("/tmp"));
-    base.join("runner").join(chain)
-}
-
-/// `<dir name>-<8 hex of sha256(path)>`.
-pub fn chain_name(task_dir: &Path) -> String {
-    use std::os::unix::ffi::OsStrExt;
-    let name = task_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into());
-    let hash = Sha256::digest(task_dir.as_os_str().as_bytes());
-    format!("{name}-{}", super::hex(&hash[..4]))
-}
 
 /// An open state directory.
 pub struct StateDir {
@@ -77,14 +47,14 @@ impl StateDir {
             .create(path)
             .map_err(|e| io_error(path, "cannot create state directory", e))?;
         if rustix::process::geteuid().is_root() {
-            let problems = crate::safety::check_path(path);
+            let problems = crate::settings::safety::check_path(path);
             if !problems.is_empty() {
                 return Err(Error::Unsafe(format!(
                     "{}: refusing the state directory: another user could steer it: {}; \
                      fix it (chown root:root, chmod 0700 the directory and go-w its parents) \
                      or choose another --state-dir",
                     path.display(),
-                    crate::safety::describe(path, &problems)
+                    crate::settings::safety::describe(path, &problems)
                 )));
             }
         }
@@ -197,7 +167,7 @@ impl StateDir {
                 crate::logging::info(&format!("waiting for the chain lock ({})", self.holder()));
                 // Poll the lock so that a signal to runner still ends the wait.
                 loop {
-                    if let Some(sig) = crate::signals::sleep(std::time::Duration::from_millis(100)) {
+                    if let Some(sig) = crate::process::signals::sleep(std::time::Duration::from_millis(100)) {
                         return Err(Error::Cancelled(sig));
                     }
                     match file.try_lock() {
@@ -216,7 +186,7 @@ impl StateDir {
             Err(std::fs::TryLockError::Error(e)) => return Err(lock_err(&e)),
         }
         let who =
-            format!("pid {} since {}\n", std::process::id(), crate::hooks::timestamp(std::time::SystemTime::now()));
+            format!("pid {} since {}\n", std::process::id(), crate::util::timestamp(std::time::SystemTime::now()));
         let _ = file.set_len(0).and_then(|_| file.write_all(who.as_bytes()));
         Ok(Lock { _file: file })
     }
@@ -289,14 +259,6 @@ mod tests {
     use super::*;
 
     type TestResult = std::result::Result<(), Box<dyn std::error::Error>>;
-
-    #[test]
-    fn chain_names_differ_by_path() {
-        let a = chain_name(Path::new("/etc/runner.d"));
-        let b = chain_name(Path::new("/srv/runner.d"));
-        assert!(a.starts_with("runner.d-") && a.len() == "runner.d-".len() + 8);
-        assert_ne!(a, b);
-    }
 
     #[test]
     fn replace_never_follows_a_symlink() -> TestResult {

@@ -21,8 +21,8 @@ use serde::{Deserialize, Serialize};
 
 use super::dir::StateDir;
 use super::logs::LogDir;
-use crate::config::RunMode;
 use crate::error::{Error, Result};
+use crate::settings::config::RunMode;
 
 pub const STATE_FILE: &str = "state.json";
 pub const MARKERS_FILE: &str = "markers.json";
@@ -412,7 +412,7 @@ pub struct Journal {
 }
 
 fn now() -> String {
-    crate::hooks::timestamp(std::time::SystemTime::now())
+    crate::util::timestamp(std::time::SystemTime::now())
 }
 
 impl Journal {

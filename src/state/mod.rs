@@ -14,17 +14,6 @@ pub mod dir;
 pub mod journal;
 pub mod logs;
 
-pub use dir::{StateDir, chain_name, resolve_dir};
+pub use dir::StateDir;
 pub use journal::*;
 pub use logs::LogDir;
-
-/// Lower-case hex of `bytes`.
-pub fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[usize::from(b >> 4)] as char);
-        s.push(DIGITS[usize::from(b & 15)] as char);
-    }
-    s
-}

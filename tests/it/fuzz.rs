@@ -4,8 +4,8 @@
 use clap::Parser;
 use proptest::prelude::*;
 
-use runner::cli::Cli;
-use runner::config::Diags;
+use runner::settings::cli::Cli;
+use runner::settings::config::Diags;
 
 /// Loads `bytes` as the config of a one-task chain, as `--check` does.
 fn load(bytes: &[u8]) -> Diags {
@@ -17,8 +17,9 @@ fn load(bytes: &[u8]) -> Diags {
     std::fs::write(tasks.join("a"), "#!/bin/sh\n").expect("task");
     let cli = Cli::parse_from(["runner", "--check", "-c", &cfg.to_string_lossy(), &tasks.to_string_lossy()]);
     let mut diags = Diags::default();
-    let _ = runner::options::inspect(&cli, &mut diags, true);
-    let _ = runner::config::load_ini(Some(&cfg)).map(|ini| ini.get("runner", "max_tries").map(|e| e.value.clone()));
+    let _ = runner::settings::inspect(&cli, &mut diags, true);
+    let _ = runner::settings::config::load_ini(Some(&cfg))
+        .map(|ini| ini.get("runner", "max_tries").map(|e| e.value.clone()));
     diags
 }
 

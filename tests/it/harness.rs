@@ -126,7 +126,8 @@ impl Test {
                 cmd.args(a);
             }
             None => {
-                let times: &[&str] = if self.args.iter().any(|a| a == "-n") { &[] } else { &["-n", "1"] };
+                let times =
+                    default_times(&self.args.iter().map(|a| a.to_string_lossy().into_owned()).collect::<Vec<_>>());
                 cmd.arg("-c").arg(self.config_path()).args(times).args(&self.args).arg(self.tasks_dir());
             }
         }
@@ -161,7 +162,9 @@ impl Test {
     /// `extra`; `-n 1` unless `extra` sets `-n`), keeping this `Test` for
     /// more runs.
     pub fn run_more_with(&self, extra: &[&str]) -> Ran {
-        let times: &[&str] = if extra.contains(&"-n") { &[] } else { &["-n", "1"] };
+        let mut given: Vec<String> = self.args.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        given.extend(extra.iter().map(|s| s.to_string()));
+        let times = default_times(&given);
         let mut args: Vec<OsString> = vec!["-c".into(), self.config_path().into_os_string()];
         args.extend(times.iter().map(OsString::from));
         args.extend(self.args.iter().cloned());
@@ -292,6 +295,13 @@ impl Ran {
         assert!(!self.stderr().contains(s), "stderr has {s:?}\n{}", self.describe());
         self
     }
+}
+
+/// `-n 1` unless the arguments set `-n` or choose a mode in which it means
+/// nothing (runner refuses flags that have no effect).
+fn default_times(args: &[String]) -> &'static [&'static str] {
+    let modes = ["-n", "--status", "--check", "--forget", "-g", "--get"];
+    if args.iter().any(|a| modes.contains(&a.as_str())) { &[] } else { &["-n", "1"] }
 }
 
 /// Whether the tests run as root (the safety rule and the default state

@@ -208,7 +208,8 @@ fn a_setsid_grandchild_of_a_failed_try_is_always_caught() {
         let t = Test::new().config("[runner]\nmax_tries = 1\nkill_grace = 2\n").task("a", task);
         let ran = t.run_more();
         assert_eq!(ran.code(), 1, "{}", ran.describe());
-        ran.stderr_has("killed 1 process(es) that had escaped the process group");
+        // (Whether the warning counts it depends on whether setsid had run
+        // yet when the try failed; that it dies does not.)
         let pid: i32 =
             std::fs::read_to_string(t.path().join("trace.daemons")).unwrap_or_default().trim().parse().expect("pid");
         assert!(eventually(5, || !alive(pid)), "daemon {pid} escaped");

@@ -1,18 +1,34 @@
-//! Resolves the command line and the configuration into everything a run
-//! needs: the task directory, the tasks in run order with their effective
-//! settings, the halt task, the environment and the iteration bound.
-//! Collects every configuration problem before failing with exit 78.
+//! Settings: the command line and the configuration resolved into one
+//! [`Settings`] value — the task directory, the tasks in run order with
+//! their effective settings, the halt task, the environment, the iteration
+//! bound and the state directory. Collects every configuration problem
+//! before failing with exit 78.
+//!
+//! - [`cli`]: the flags and the one [`cli::Mode`] they select;
+//! - [`ini`]: the INI dialect (RawConfigParser's, on rust-ini);
+//! - [`config`]: typed, validated values with their origins;
+//! - [`discovery`]: the task directory's entries and task names;
+//! - [`order`]: the dependency order;
+//! - [`safety`]: what root refuses.
+//!
+//! Nothing here runs a task or writes state.
+
+pub mod cli;
+pub mod config;
+pub mod discovery;
+pub mod ini;
+pub mod order;
+pub mod safety;
 
 use std::ffi::OsString;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
-use crate::cli::Cli;
-use crate::config::{self, Config, Diag, Diags, TaskConfig};
 use crate::error::Result;
-use crate::plan;
-use crate::safety::Safety;
-use crate::tasks::{self, Lookup, NameIndex, SkipReason, Skipped, Task};
+use cli::Cli;
+use config::{Config, Diag, Diags, TaskConfig};
+use discovery::{Lookup, NameIndex, SkipReason, Skipped, Task};
+use safety::Safety;
 
 /// A task of the chain with its effective configuration.
 #[derive(Clone, Debug)]
@@ -23,7 +39,7 @@ pub struct Planned {
 
 /// Everything a run needs, resolved and validated.
 #[derive(Debug)]
-pub struct Options {
+pub struct Settings {
     pub config: Config,
     pub task_dir: PathBuf,
     /// Tasks in run order.
@@ -35,6 +51,8 @@ pub struct Options {
     pub halt_after: bool,
     pub raw_output: bool,
     pub allow_insecure: bool,
+    /// Where the chain's lock, journal and logs live.
+    pub state_dir: PathBuf,
     /// `[env]` and `RUNNER_CONFIG_CMD`, added to every task's environment.
     pub env: Vec<(OsString, OsString)>,
     pub warnings: Vec<String>,
@@ -48,7 +66,7 @@ pub fn absolute(p: &Path) -> PathBuf {
 
 /// Reads and validates everything and fails with every configuration
 /// error at once (exit 78).
-pub fn resolve(cli: &Cli) -> Result<Options> {
+pub fn resolve(cli: &Cli) -> Result<Settings> {
     let mut diags = Diags::default();
     match inspect(cli, &mut diags, false) {
         Some(opts) if diags.errors.is_empty() => Ok(opts),
@@ -60,7 +78,7 @@ pub fn resolve(cli: &Cli) -> Result<Options> {
 /// `None` when it could not get as far as a task list. With `strict`
 /// (`--check`), an interpreter that is not found is an error, not a
 /// warning.
-pub fn inspect(cli: &Cli, diags: &mut Diags, strict: bool) -> Option<Options> {
+pub fn inspect(cli: &Cli, diags: &mut Diags, strict: bool) -> Option<Settings> {
     let config_path = cli.config.as_deref().map(absolute);
     let ini = match config::load_ini(config_path.as_deref()) {
         Ok(ini) => ini,
@@ -118,8 +136,13 @@ pub fn inspect(cli: &Cli, diags: &mut Diags, strict: bool) -> Option<Options> {
         diags.warn("", "-H/--halt-after has no effect without -n or [runner] times");
     }
     let env = environment(&config, diags);
+    let state_dir = resolve_state_dir(
+        cli.state_dir.as_deref().map(absolute).as_deref(),
+        config.runner.state_dir.as_deref(),
+        &task_dir,
+    );
     let warnings = diags.warnings.iter().map(Diag::to_string).collect();
-    Some(Options {
+    Some(Settings {
         config,
         task_dir,
         tasks,
@@ -129,6 +152,7 @@ pub fn inspect(cli: &Cli, diags: &mut Diags, strict: bool) -> Option<Options> {
         halt_after: cli.halt_after,
         raw_output: cli.raw_output,
         allow_insecure: cli.allow_insecure,
+        state_dir,
         env,
         warnings,
     })
@@ -143,7 +167,7 @@ fn plan_dir(
     safety: &mut Safety,
     diags: &mut Diags,
 ) -> Option<(Vec<Planned>, Vec<Skipped>)> {
-    let (candidates, mut skipped) = match tasks::discover(task_dir, &config.runner.halt_task) {
+    let (candidates, mut skipped) = match discovery::discover(task_dir, &config.runner.halt_task) {
         Ok(found) => found,
         Err(e) => {
             diags.error(task_dir.display(), format!("cannot read TASKDIR: {e}"));
@@ -174,7 +198,7 @@ fn plan_dir(
 /// Lists the task directory again (at the start of every iteration, as
 /// the reference did) with the configuration already read. The
 /// configuration errors it finds, if any, each one line.
-pub fn replan(opts: &Options) -> std::result::Result<Vec<Planned>, Vec<String>> {
+pub fn replan(opts: &Settings) -> std::result::Result<Vec<Planned>, Vec<String>> {
     let mut diags = Diags::default();
     let mut safety = Safety::new(opts.allow_insecure);
     let planned = plan_dir(&opts.config, &opts.task_dir, &mut safety, &mut diags);
@@ -238,7 +262,7 @@ pub fn find_program(word: &str) -> Option<PathBuf> {
 /// ambiguous dependencies are reported and left out, so that a cycle among
 /// the others is still found; on a cycle, the order falls back to name order
 /// so that checking can go on.
-fn order_tasks(ini: &crate::ini::Ini, planned: &[Planned], diags: &mut Diags) -> Vec<usize> {
+fn order_tasks(ini: &crate::settings::ini::Ini, planned: &[Planned], diags: &mut Diags) -> Vec<usize> {
     let tasks: Vec<Task> = planned.iter().map(|p| p.task.clone()).collect();
     let index = NameIndex::new(&tasks);
     let mut deps = vec![Vec::new(); planned.len()];
@@ -266,7 +290,7 @@ fn order_tasks(ini: &crate::ini::Ini, planned: &[Planned], diags: &mut Diags) ->
             }
         }
     }
-    match plan::order(&deps) {
+    match order::order(&deps) {
         Ok(order) => order,
         Err(cycle) => {
             let names: Vec<&str> = cycle.iter().map(|&i| tasks[i].file_str.as_str()).collect();
@@ -304,4 +328,46 @@ fn environment(config: &Config, diags: &mut Diags) -> Vec<(OsString, OsString)> 
     }
     env.push(("RUNNER_CONFIG_CMD".into(), cmd));
     env
+}
+
+/// Where the state of the chain in `task_dir` lives: `--state-dir`, else
+/// `[runner] state_dir`, else `/var/lib/runner/<chain>` for root and
+/// `$XDG_STATE_HOME/runner/<chain>` (`~/.local/state/runner/<chain>`)
+/// otherwise. `<chain>` is the task directory's name and a short hash of
+/// its canonical path.
+pub fn resolve_state_dir(flag: Option<&Path>, configured: Option<&Path>, task_dir: &Path) -> PathBuf {
+    if let Some(p) = flag.or(configured) {
+        return p.to_path_buf();
+    }
+    let chain = chain_name(task_dir);
+    if rustix::process::geteuid().is_root() {
+        return Path::new("/var/lib/runner").join(chain);
+    }
+    let base = std::env::var_os("XDG_STATE_HOME")
+        .filter(|v| Path::new(v).is_absolute())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".local/state")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    base.join("runner").join(chain)
+}
+
+/// `<dir name>-<8 hex of sha256(path)>`.
+pub fn chain_name(task_dir: &Path) -> String {
+    use sha2::Digest;
+    let name = task_dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "root".into());
+    let hash = sha2::Sha256::digest(task_dir.as_os_str().as_bytes());
+    format!("{name}-{}", crate::util::hex(&hash[..4]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chain_names_differ_by_path() {
+        let a = chain_name(Path::new("/etc/runner.d"));
+        let b = chain_name(Path::new("/srv/runner.d"));
+        assert!(a.starts_with("runner.d-") && a.len() == "runner.d-".len() + 8);
+        assert_ne!(a, b);
+    }
 }

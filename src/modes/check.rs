@@ -1,24 +1,24 @@
 //! `--check` and `--dry-run`: what runner would do, without running
-//! anything.
+//! anything. Must not take the lock or write anything.
 
 use std::io::Write;
 
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::cli::Cli;
-use crate::config::{Diags, Origin, Secs, Val};
 use crate::error::{Result, code};
-use crate::ini::Ini;
-use crate::options::{self, Options};
+use crate::settings::cli::Cli;
+use crate::settings::config::{Diags, Origin, Secs, Val};
+use crate::settings::discovery::SkipReason;
+use crate::settings::ini::Ini;
+use crate::settings::{self, Settings};
 use crate::state::{self, State};
-use crate::tasks::SkipReason;
 
 /// `--check`: every problem, one line each (`file:line: error|warning:
 /// message`); exit 78 when there is an error, else 0.
 pub fn check(cli: &Cli) -> Result<i32> {
     let mut diags = Diags::default();
-    let opts = options::inspect(cli, &mut diags, true);
+    let opts = settings::inspect(cli, &mut diags, true);
     let mut out = std::io::stdout().lock();
     for d in &diags.errors {
         let _ = writeln!(out, "{}", d.with_severity("error"));
@@ -89,7 +89,7 @@ struct Plan<'a> {
     skipped: Vec<SkipPlan>,
 }
 
-fn plan<'a>(opts: &'a Options, journal: &State, state_dir: &std::path::Path) -> Plan<'a> {
+fn plan<'a>(opts: &'a Settings, journal: &State, state_dir: &std::path::Path) -> Plan<'a> {
     let ini = &opts.config.ini;
     let boot = state::boot_id();
     let markers = journal.markers_of(&opts.task_dir.to_string_lossy());
@@ -135,11 +135,12 @@ fn plan<'a>(opts: &'a Options, journal: &State, state_dir: &std::path::Path) -> 
 
 /// `--dry-run [--json]`: the plan in run order with each effective setting
 /// and where it came from, and every file left out and why.
-pub fn dry_run(cli: &Cli, opts: &Options, state_dir: &std::path::Path) -> Result<i32> {
+pub fn dry_run(opts: &Settings, json: bool) -> Result<i32> {
+    let state_dir = &opts.state_dir;
     let journal = State::load_readonly(state_dir);
     let plan = plan(opts, &journal, state_dir);
     let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-    if cli.json {
+    if json {
         let _ = serde_json::to_writer_pretty(&mut out, &plan);
         let _ = writeln!(out);
         return Ok(code::OK);

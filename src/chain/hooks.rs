@@ -11,20 +11,11 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
 
-use crate::config::Hooks;
+use crate::chain::outcome::{Exit, TaskResult};
 use crate::logging;
-use crate::outcome::{Exit, TaskResult};
 use crate::process::{self, Job};
-
-/// RFC 3339 UTC timestamp with milliseconds.
-pub fn timestamp(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
-}
-
-/// Seconds rounded to milliseconds, for JSON.
-pub fn millis(d: std::time::Duration) -> f64 {
-    (d.as_secs_f64() * 1000.0).round() / 1000.0
-}
+use crate::settings::config::Hooks;
+pub use crate::util::{millis, timestamp};
 
 /// What identifies one try of one task.
 pub struct Attempt<'a> {
@@ -95,8 +86,8 @@ pub fn call(hooks: &Hooks, when: When, stats: &Map<String, Value>, template: &Jo
         let job = Job { argv, label: &label, what: key, tag: None, ..*template };
         let finished = process::run(&job);
         match &finished.exit {
-            crate::outcome::Exit::Exited { code: 0, .. } => {}
-            crate::outcome::Exit::Exited { code, .. } => logging::warn(&format!("{key}: exited {code}")),
+            crate::chain::outcome::Exit::Exited { code: 0, .. } => {}
+            crate::chain::outcome::Exit::Exited { code, .. } => logging::warn(&format!("{key}: exited {code}")),
             other => logging::warn(&format!("{key}: {}", other.describe())),
         }
         finished.kill_leftovers();

@@ -16,7 +16,7 @@ use crate::state::{State, StateDir, Status};
 fn phase(state: &State, dir: &Path) -> &'static str {
     let held = || match StateDir::open(dir).ok().and_then(|d| d.locked()) {
         Some(held) => held,
-        None => state.run.as_ref().is_some_and(|r| crate::unix::pid_alive(r.pid)),
+        None => state.run.as_ref().is_some_and(|r| crate::process::os::pid_alive(r.pid)),
     };
     match &state.run {
         None => "none",

@@ -16,7 +16,7 @@ use std::ffi::OsString;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Component, Path, PathBuf};
 
-use crate::config::Diags;
+use crate::settings::config::Diags;
 
 /// Symlinks followed on one path before giving up (Linux's MAXSYMLINKS).
 const MAX_HOPS: usize = 40;

@@ -12,7 +12,7 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
-use crate::ini::{Ini, Section};
+use crate::settings::ini::{Ini, Section};
 
 /// Suffixes of files that are never tasks (nor include files).
 const IGNORED_SUFFIXES: &[&str] =
@@ -202,7 +202,7 @@ impl NameIndex {
         &self,
         ini: &'a Ini,
         tasks: &[Task],
-        diags: &mut crate::config::Diags,
+        diags: &mut crate::settings::config::Diags,
     ) -> Vec<Vec<&'a Section>> {
         let mut out: Vec<Vec<&Section>> = vec![Vec::new(); tasks.len()];
         let mut by_name: Vec<Vec<&Section>> = vec![Vec::new(); tasks.len()];

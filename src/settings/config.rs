@@ -13,7 +13,10 @@ use std::time::Duration;
 
 pub use crate::error::Diag;
 use crate::error::Error;
-use crate::ini::{Entry, Ini, Loc, Section};
+use crate::settings::ini::{Entry, Ini, Loc, Section};
+
+/// The smallest `max_log_size` (a cut must leave room for its marker).
+pub const MIN_LOG_SIZE: u64 = 4096;
 
 /// Largest number of seconds accepted anywhere (about 136 years): keeps
 /// every duration and timestamp computation far from overflow.
@@ -233,7 +236,7 @@ pub fn load_ini(path: Option<&Path>) -> std::result::Result<Ini, Diag> {
     ini.merge_file(path)?;
     if let Some(entry) = ini.get("runner", "include_dir").cloned() {
         let dir = relative_to_file(path, &entry.value);
-        let names = crate::tasks::list_dir(&dir).map_err(|e| {
+        let names = crate::settings::discovery::list_dir(&dir).map_err(|e| {
             Diag::new(ini.at(entry.loc), format!("include_dir '{}': cannot read {}: {e}", entry.value, dir.display()))
         })?;
         for name in names {
@@ -331,7 +334,7 @@ impl Config {
         }
         if let Some(e) = v.entry("max_log_size") {
             match parse_size(&e.value) {
-                Some(n) if n >= crate::process::output::MIN_LOG_SIZE => runner.max_log_size = n,
+                Some(n) if n >= crate::settings::config::MIN_LOG_SIZE => runner.max_log_size = n,
                 _ => v.bad(e, "expected a size of at least 4096 bytes, e.g. 16M, 512K or 1048576"),
             }
         }

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value};
 
-use crate::hooks::timestamp;
+use crate::util::timestamp;
 
 /// Where events go; nowhere when `--events` was not given.
 #[derive(Default)]
