@@ -1,94 +1,71 @@
 //! One try of one task: journal start, log, pre hook, the process, the
-//! outcome, leftovers, the result line, journal end, post hook, and what
-//! comes next (go on, back off and retry, halt, stop). What an exit means
-//! is decided once, by `outcome::judge`; everything here renders that
-//! decision.
+//! [`Outcome`] (decided once, by `outcome::judge`), the cursor, the journal
+//! record, post hook, and what comes next (go on, back off and retry, halt,
+//! stop). Everything after the decision renders it.
 
 use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
-use super::{Chain, Position, Step, attempt_key};
-use crate::chain::events::fields;
-use crate::chain::hooks::{self, Attempt, When};
-use crate::chain::outcome::{self, Exit, Next, TaskResult};
+use super::hooks::{self, Attempt, When};
+use super::outcome::{Exit, Next, Outcome, Rules, TaskResult};
+use super::{Chain, Step, attempt_key, events::fields};
 use crate::error::code;
 use crate::logging;
-use crate::process::signals;
-use crate::process::{self, Job, LogSink};
+use crate::process::{Job, LogSink, signals};
 use crate::settings::Planned;
 use crate::settings::config::{RetryFrom, RunMode};
 use crate::state::{Failure, TaskEnd, TaskRecord};
 
-impl Chain<'_> {
-    /// One try of task `p`, the `index`-th of this iteration.
-    pub(super) fn attempt(&mut self, p: &Planned, pos: &Position, _index: usize) -> Result<Step, i32> {
-        let limits = &p.config.limits;
-        let file = p.task.file_str.as_str();
-        let try_num = pos.try_num;
-        let successes = pos.successes.get(file).copied().unwrap_or(0);
-        let run_id = self.run_id.clone();
-        let key = attempt_key(&run_id, pos.iteration, &p.task.file, successes);
-        let attempt = Attempt {
-            task: file,
-            name: &p.task.name,
-            try_num,
-            max_tries: limits.max_tries.value,
-            iteration: pos.iteration,
-            run_id: &run_id,
-            attempt_key: &key,
-            started_at: SystemTime::now(),
-        };
-        self.save(|j| j.task_start(file, try_num, &key));
-        let log = self.open_log(&p.task.file);
-        if let Some((l, _)) = &log {
-            l.note(&format!("{file}: try {try_num} of {}, attempt key {key}", limits.max_tries.value));
+/// What one try needs besides the task: its key, log and environment.
+struct Try {
+    run_id: String,
+    iteration: u64,
+    try_num: u32,
+    key: String,
+    started_at: SystemTime,
+    log: Option<(LogSink, PathBuf)>,
+    env: Vec<(OsString, OsString)>,
+    what: String,
+    tag: String,
+}
+
+impl Try {
+    fn log_path(&self) -> Option<String> {
+        self.log.as_ref().map(|(_, p)| p.to_string_lossy().into_owned())
+    }
+
+    fn note(&self, text: &str) {
+        if let Some((l, _)) = &self.log {
+            l.note(text);
         }
-        let log_path = log.as_ref().map(|(_, path)| path.to_string_lossy().into_owned());
-        let env = self.task_env(p, &attempt, log_path.as_deref());
-        let what = p.task.path.display().to_string();
-        let tag = format!("RUNNER_ATTEMPT_KEY={key}");
-        let job = Job {
-            argv: command(limits.interpreter.value.as_deref(), p.task.path.as_os_str()),
-            env: &env,
-            label: &p.task.name,
-            what: &what,
-            max_time: limits.max_time.value.limit(),
-            kill_grace: limits.kill_grace.value.duration(),
-            raw_output: self.opts.raw_output,
-            log: log.as_ref().map(|(l, _)| l),
-            tag: Some(tag.as_bytes()),
-        };
-        let hooks = &self.opts.config.runner.hooks;
+    }
+}
+
+impl Chain<'_> {
+    /// One try of task `p`.
+    pub(super) fn attempt(&mut self, p: &Planned) -> Result<Step, i32> {
+        let t = self.prepare(p);
+        let attempt = stats_of(p, &t);
+        let job = self.job(p, &t);
+        let opts = self.opts;
+        let hooks = &opts.config.runner.hooks;
         // The stats object is built only when someone reads it.
         let wants_stats = self.events.enabled() || hooks.any();
         if wants_stats {
             let before = hooks::before(&attempt);
-            hooks::call(hooks, When::Before, &before, &job);
+            hooks::call(hooks, When::Before, &before, &job, self.spawner);
             self.events.emit("task_start", before);
         }
-        if logging::enabled(logging::Level::Debug) {
-            logging::debug(&format!("{file}: starting (try {try_num} of {})", limits.max_tries.value));
-        }
-        let exit = self.run_task(&job, file);
-        let (result, next) = outcome::judge(&exit, try_num, limits.max_tries.value);
-        if let Some((l, _)) = &log {
-            l.note(&format!("{file}: {} ({}), try {try_num}", result.as_str(), exit.describe()));
-        }
-        report(p, result, &exit, try_num);
-        let delay = (next == Next::Retry).then(|| {
-            outcome::backoff(
-                try_num,
-                limits.sleep_time.value,
-                limits.retry_jitter.value,
-                self.opts.config.runner.max_sleep_time,
-                rand::random::<f64>(),
-            )
-        });
-        self.record(p, &attempt, &exit, result, next, delay, log_path.clone());
+        let exit = self.run_task(&job, &attempt);
+        let outcome = Outcome::decide(exit, attempt.try_num, t.started_at, &self.rules(p));
+        self.advance(p, &outcome);
+        t.note(&outcome.line(attempt.task));
+        report(&outcome, attempt.task);
+        self.record(p, &t, &outcome);
         if wants_stats {
-            let after = hooks::after(&attempt, result, &exit, log_path.as_deref());
-            hooks::call(hooks, When::After, &after, &job);
+            let after = hooks::after(&attempt, &outcome, t.log_path().as_deref());
+            hooks::call(hooks, When::After, &after, &job, self.spawner);
             self.events.emit("task_end", after);
         }
         // A signal during the post hook (or anything before it) ends the run
@@ -96,49 +73,113 @@ impl Chain<'_> {
         if let Some(sig) = signals::cancelled() {
             return Err(code::SIGNAL_BASE + sig);
         }
-        self.next_step(file, pos, try_num, next, delay)
+        self.next_step(attempt.task, &outcome)
+    }
+
+    /// The try's key (from the cursor), log file and environment; the
+    /// journal learns it started.
+    fn prepare(&mut self, p: &Planned) -> Try {
+        let file = p.task.file_str.as_str();
+        let c = &self.cursor;
+        let key = attempt_key(&c.run_id, c.iteration, &p.task.file, c.successes_of(file));
+        let (run_id, iteration) = (c.run_id.clone(), c.iteration);
+        let (try_num, max_tries) = (c.try_num, p.config.limits.max_tries.value);
+        self.save(|j| j.task_start(file, try_num, &key));
+        let log = self.open_log(&p.task.file);
+        if let Some((l, _)) = &log {
+            l.note(&format!("{file}: try {try_num} of {max_tries}, attempt key {key}"));
+        }
+        if logging::enabled(logging::Level::Debug) {
+            logging::debug(&format!("{file}: starting (try {try_num} of {max_tries})"));
+        }
+        let mut t = Try {
+            run_id,
+            iteration,
+            try_num,
+            tag: format!("RUNNER_ATTEMPT_KEY={key}"),
+            key,
+            started_at: SystemTime::now(),
+            log,
+            env: Vec::new(),
+            what: p.task.path.display().to_string(),
+        };
+        t.env = self.task_env(p, &t);
+        t
+    }
+
+    fn job<'t>(&self, p: &'t Planned, t: &'t Try) -> Job<'t> {
+        let limits = &p.config.limits;
+        Job {
+            argv: command(limits.interpreter.value.as_deref(), p.task.path.as_os_str()),
+            env: &t.env,
+            label: &p.task.name,
+            what: &t.what,
+            max_time: limits.max_time.value.limit(),
+            kill_grace: limits.kill_grace.value.duration(),
+            raw_output: self.opts.raw_output,
+            log: t.log.as_ref().map(|(l, _)| l),
+            tag: Some(t.tag.as_bytes()),
+        }
+    }
+
+    fn rules(&self, p: &Planned) -> Rules {
+        let l = &p.config.limits;
+        Rules {
+            max_tries: l.max_tries.value,
+            sleep_time: l.sleep_time.value,
+            retry_jitter: l.retry_jitter.value,
+            max_sleep_time: self.opts.config.runner.max_sleep_time,
+            draw: rand::random::<f64>(),
+        }
     }
 
     /// Runs the task (unless runner is already cancelled), kills what a
     /// failed try left behind, and warns about leaked output.
-    fn run_task(&self, job: &Job, file: &str) -> Exit {
+    fn run_task(&mut self, job: &Job, a: &Attempt) -> Exit {
         if let Some(by) = signals::cancelled() {
             return Exit::Cancelled { by, code: None, signal: None, duration: Duration::ZERO };
         }
-        let finished = process::run(job);
+        let finished = self.spawner.run(job);
         if !matches!(finished.exit, Exit::Exited { code: 0, .. }) {
             finished.kill_leftovers();
         }
         if finished.leaked_output {
             logging::warn(&format!(
-                "{file}: leaked its output: a process it started still holds stdout/stderr; not waiting for it"
+                "{}: leaked its output: a process it started still holds stdout/stderr; not waiting for it",
+                a.task
             ));
         }
         finished.exit
     }
 
+    /// Moves the cursor past the try: a task that ended OK is done (and its
+    /// success counted, which renews its attempt key); a retry is the next
+    /// try of the chain, from its first task with `retry_from = start`.
+    fn advance(&mut self, p: &Planned, o: &Outcome) {
+        let file = &p.task.file_str;
+        match o.next {
+            Next::Continue => {
+                self.cursor.done.insert(file.clone());
+                *self.cursor.successes.entry(file.clone()).or_default() += 1;
+            }
+            Next::Retry => {
+                self.cursor.try_num += 1;
+                if self.opts.config.runner.retry_from == RetryFrom::Start {
+                    self.cursor.done.clear();
+                }
+            }
+            Next::Halt { .. } | Next::Stop { .. } => {}
+        }
+    }
+
     /// The journal's record of the try (durable). A halt or a stop is
     /// recorded before it happens, so a machine that halts is never resumed
     /// into the same halt.
-    #[allow(clippy::too_many_arguments)]
-    fn record(
-        &mut self,
-        p: &Planned,
-        attempt: &Attempt,
-        exit: &Exit,
-        result: TaskResult,
-        next: Next,
-        delay: Option<Duration>,
-        log_file: Option<String>,
-    ) {
-        let file = p.task.file_str.as_str();
-        let restart = self.opts.config.runner.retry_from == RetryFrom::Start;
-        let end = match next {
-            Next::Retry => TaskEnd::Retry {
-                next_try: attempt.try_num + 1,
-                at: hooks::timestamp(SystemTime::now() + delay.unwrap_or_default()),
-                restart,
-            },
+    fn record(&mut self, p: &Planned, t: &Try, o: &Outcome) {
+        let end = match o.next {
+            Next::Retry => {
+                TaskEnd::Retry { at: crate::util::timestamp(SystemTime::now() + o.delay.unwrap_or_default()) }
+            }
             Next::Halt { code } => TaskEnd::Halting(code),
             Next::Stop { code } if code < code::SIGNAL_BASE => TaskEnd::Final(code),
             Next::Stop { .. } => TaskEnd::Continue,
@@ -148,46 +189,26 @@ impl Chain<'_> {
                 RunMode::Always => TaskEnd::Continue,
             },
         };
-        let record = TaskRecord {
-            result: result.as_str().into(),
-            duration_ms: exit.duration().as_millis().min(u64::MAX as u128) as u64,
-            try_num: attempt.try_num,
-            successes: 0,
-            done: false,
-        };
-        let failure = (result != TaskResult::Ok).then(|| Failure {
-            task: file.into(),
-            result: result.as_str().into(),
-            exit_code: exit.code(),
-            signal: exit.signal(),
-            timed_out: exit.timed_out(),
-            try_num: attempt.try_num,
-            at: hooks::timestamp(attempt.started_at + exit.duration()),
-            log_file,
-            how: Some(exit.describe()),
-        });
-        self.save(|j| j.task_end(file, record, failure, end));
+        let (record, failure) = journal_record(&p.task.file_str, o, t.log_path());
+        // Lent to the journal as it is (no copy per task).
+        let cursor = std::mem::take(&mut self.cursor);
+        self.save(|j| j.task_end(&cursor, &p.task.file_str, record, failure, end));
+        self.cursor = cursor;
     }
 
     /// After the try: go on, back off and try again, halt, or stop.
-    fn next_step(
-        &mut self,
-        file: &str,
-        pos: &Position,
-        try_num: u32,
-        next: Next,
-        delay: Option<Duration>,
-    ) -> Result<Step, i32> {
-        match next {
+    fn next_step(&mut self, file: &str, o: &Outcome) -> Result<Step, i32> {
+        match o.next {
             Next::Continue => Ok(Step::Next),
             Next::Retry => {
-                let delay = delay.unwrap_or_default();
-                logging::info(&format!("sleeping {:.3} s before try {}", delay.as_secs_f64(), try_num + 1));
+                let delay = o.delay.unwrap_or_default();
+                let next_try = o.try_num + 1;
+                logging::info(&format!("sleeping {:.3} s before try {next_try}", delay.as_secs_f64()));
                 self.events.emit(
                     "sleep",
                     fields([
-                        ("seconds", hooks::millis(delay).into()),
-                        ("next_try", (try_num + 1).into()),
+                        ("seconds", crate::util::millis(delay).into()),
+                        ("next_try", next_try.into()),
                         ("task", file.into()),
                     ]),
                 );
@@ -198,10 +219,11 @@ impl Chain<'_> {
             }
             Next::Halt { code } => {
                 if code == code::GAVE_UP {
-                    logging::error(&format!("{file}: failed {try_num} {}; giving up", tries(try_num)));
+                    let tries = if o.try_num == 1 { "try" } else { "tries" };
+                    logging::error(&format!("{file}: failed {} {tries}; giving up", o.try_num));
                 }
                 let reason = if code == code::GAVE_UP { "max_tries" } else { "halt" };
-                Err(self.halt(pos.iteration, reason, code))
+                Err(self.halt(self.cursor.iteration, reason, code))
             }
             Next::Stop { code } => Err(code),
         }
@@ -221,36 +243,68 @@ impl Chain<'_> {
         }
     }
 
-    fn task_env(&self, p: &Planned, a: &Attempt, log_file: Option<&str>) -> Vec<(OsString, OsString)> {
+    fn task_env(&self, p: &Planned, t: &Try) -> Vec<(OsString, OsString)> {
         let mut env = self.opts.env.clone();
         env.extend([
             ("RUNNER_TASK".into(), p.task.file.clone()),
-            ("RUNNER_TASK_NAME".into(), a.name.into()),
-            ("RUNNER_TRY_NUM".into(), a.try_num.to_string().into()),
-            ("RUNNER_MAX_TRIES".into(), a.max_tries.to_string().into()),
-            ("RUNNER_ITERATION".into(), a.iteration.to_string().into()),
-            ("RUNNER_RUN_ID".into(), a.run_id.into()),
-            ("RUNNER_ATTEMPT_KEY".into(), a.attempt_key.into()),
+            ("RUNNER_TASK_NAME".into(), p.task.name.clone().into()),
+            ("RUNNER_TRY_NUM".into(), t.try_num.to_string().into()),
+            ("RUNNER_MAX_TRIES".into(), p.config.limits.max_tries.value.to_string().into()),
+            ("RUNNER_ITERATION".into(), t.iteration.to_string().into()),
+            ("RUNNER_RUN_ID".into(), t.run_id.clone().into()),
+            ("RUNNER_ATTEMPT_KEY".into(), t.key.clone().into()),
         ]);
-        if let Some(path) = log_file {
-            env.push(("RUNNER_LOG_FILE".into(), path.into()));
+        if let Some(path) = &t.log {
+            env.push(("RUNNER_LOG_FILE".into(), path.1.clone().into_os_string()));
         }
         env
     }
 }
 
-/// "try" or "tries".
-fn tries(n: u32) -> &'static str {
-    if n == 1 { "try" } else { "tries" }
+/// The hook stats' view of the try.
+fn stats_of<'t>(p: &'t Planned, t: &'t Try) -> Attempt<'t> {
+    Attempt {
+        task: &p.task.file_str,
+        name: &p.task.name,
+        try_num: t.try_num,
+        max_tries: p.config.limits.max_tries.value,
+        iteration: t.iteration,
+        run_id: &t.run_id,
+        attempt_key: &t.key,
+        started_at: t.started_at,
+    }
 }
 
-/// The line runner prints for a try's end (only at debug level for `OK`).
-fn report(p: &Planned, result: TaskResult, exit: &Exit, try_num: u32) {
-    if result == TaskResult::Ok && !logging::enabled(logging::Level::Debug) {
+/// The journal's view of a try: its record and, unless OK, the failure.
+fn journal_record(file: &str, o: &Outcome, log_file: Option<String>) -> (TaskRecord, Option<Failure>) {
+    let record = TaskRecord {
+        result: o.result.as_str().into(),
+        duration_ms: o.exit.duration().as_millis().min(u64::MAX as u128) as u64,
+        try_num: o.try_num,
+        successes: 0,
+        done: false,
+    };
+    let failure = (o.result != TaskResult::Ok).then(|| Failure {
+        task: file.into(),
+        result: o.result.as_str().into(),
+        exit_code: o.exit.code(),
+        signal: o.exit.signal(),
+        timed_out: o.exit.timed_out(),
+        try_num: o.try_num,
+        at: crate::util::timestamp(o.finished_at()),
+        log_file,
+        how: Some(o.exit.describe()),
+    });
+    (record, failure)
+}
+
+/// Runner's own line for a try's end (`OK` only at debug level).
+fn report(o: &Outcome, file: &str) {
+    if o.result == TaskResult::Ok && !logging::enabled(logging::Level::Debug) {
         return;
     }
-    let line = format!("{}: {} ({}, try {try_num})", p.task.file_str, result.as_str(), exit.describe());
-    match result {
+    let line = o.line(file);
+    match o.result {
         TaskResult::Ok => logging::debug(&line),
         TaskResult::Halt | TaskResult::Exit | TaskResult::Cancelled => logging::info(&line),
         TaskResult::Retry => logging::warn(&line),

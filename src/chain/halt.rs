@@ -8,11 +8,10 @@
 use super::Chain;
 use super::attempt::command;
 use crate::chain::events::fields;
-use crate::chain::hooks;
 use crate::error::code;
 use crate::logging;
+use crate::process::Job;
 use crate::process::signals;
-use crate::process::{self, Job};
 
 impl Chain<'_> {
     /// Runs the halt task for a run ending with `code`; returns runner's
@@ -42,7 +41,7 @@ impl Chain<'_> {
         env.extend([
             ("RUNNER_TASK_NAME".into(), crate::settings::discovery::task_name(&file.to_string_lossy()).into()),
             ("RUNNER_TASK".into(), file),
-            ("RUNNER_RUN_ID".into(), self.run_id.as_str().into()),
+            ("RUNNER_RUN_ID".into(), self.cursor.run_id.as_str().into()),
             ("RUNNER_ITERATION".into(), iteration.to_string().into()),
         ]);
         if let Some((_, path)) = &log {
@@ -59,7 +58,7 @@ impl Chain<'_> {
             log: log.as_ref().map(|(l, _)| l),
             tag: None,
         };
-        let finished = process::run(&job);
+        let finished = self.spawner.run(&job);
         let exit = &finished.exit;
         if exit.code() != Some(0) {
             logging::warn(&format!("halt task: {}", exit.describe()));
@@ -74,7 +73,7 @@ impl Chain<'_> {
                 ("task", what.as_str().into()),
                 ("exit_code", exit.code().into()),
                 ("signal", exit.signal().into()),
-                ("duration_s", hooks::millis(exit.duration()).into()),
+                ("duration_s", crate::util::millis(exit.duration()).into()),
             ]),
         );
         match signals::cancelled() {

@@ -11,9 +11,9 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
 
-use crate::chain::outcome::{Exit, TaskResult};
+use crate::chain::outcome::Outcome;
 use crate::logging;
-use crate::process::{self, Job};
+use crate::process::{Job, Spawner};
 use crate::settings::config::Hooks;
 pub use crate::util::{millis, timestamp};
 
@@ -51,14 +51,14 @@ pub fn before(a: &Attempt) -> Map<String, Value> {
 }
 
 /// The stats object after the task: `before` plus how it ended.
-pub fn after(a: &Attempt, result: TaskResult, exit: &Exit, log_file: Option<&str>) -> Map<String, Value> {
+pub fn after(a: &Attempt, o: &Outcome, log_file: Option<&str>) -> Map<String, Value> {
     let mut m = before(a);
-    m.insert("result".into(), result.as_str().into());
-    m.insert("exit_code".into(), exit.code().into());
-    m.insert("signal".into(), exit.signal().into());
-    m.insert("timed_out".into(), exit.timed_out().into());
-    m.insert("duration_s".into(), json!(millis(exit.duration())));
-    m.insert("finished_at".into(), timestamp(a.started_at + exit.duration()).into());
+    m.insert("result".into(), o.result.as_str().into());
+    m.insert("exit_code".into(), o.exit.code().into());
+    m.insert("signal".into(), o.exit.signal().into());
+    m.insert("timed_out".into(), o.exit.timed_out().into());
+    m.insert("duration_s".into(), json!(millis(o.exit.duration())));
+    m.insert("finished_at".into(), timestamp(o.finished_at()).into());
     m.insert("log_file".into(), log_file.into());
     m
 }
@@ -71,7 +71,7 @@ pub enum When {
 }
 
 /// Calls the hooks configured for `when` with `stats`.
-pub fn call(hooks: &Hooks, when: When, stats: &Map<String, Value>, template: &Job) {
+pub fn call(hooks: &Hooks, when: When, stats: &Map<String, Value>, template: &Job, spawner: &mut dyn Spawner) {
     let (specific, key) = match when {
         When::Before => (&hooks.pre, "pre_task_hook"),
         When::After => (&hooks.post, "post_task_hook"),
@@ -84,7 +84,7 @@ pub fn call(hooks: &Hooks, when: When, stats: &Map<String, Value>, template: &Jo
         let label = format!("{key} {}", template.label);
         // No tag: the task's escaped daemons are the task's business, not the hook's.
         let job = Job { argv, label: &label, what: key, tag: None, ..*template };
-        let finished = process::run(&job);
+        let finished = spawner.run(&job);
         match &finished.exit {
             crate::chain::outcome::Exit::Exited { code: 0, .. } => {}
             crate::chain::outcome::Exit::Exited { code, .. } => logging::warn(&format!("{key}: exited {code}")),

@@ -18,26 +18,30 @@ pub mod events;
 mod halt;
 pub mod hooks;
 pub mod outcome;
+#[cfg(test)]
+mod tests;
 
-use std::collections::{BTreeMap, HashSet};
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
 
-use crate::chain::events::{Events, fields};
 use crate::error::{Error, Result, code};
 use crate::logging;
+use crate::process::Spawner;
 use crate::process::signals;
 use crate::settings::{Planned, Settings};
-use crate::state::{Journal, LogDir, Resumed, Status};
+use crate::state::{Cursor, Journal, LogDir, Status};
+use events::{Events, fields};
 
-/// One run of the chain: the options, where events and state go, the run's
-/// id and the tasks of the current iteration.
+/// One run of the chain: the settings, where events, state and processes
+/// go, the cursor, and the tasks of the current iteration.
 pub struct Chain<'a> {
     opts: &'a Settings,
     events: &'a Events,
     journal: &'a mut Journal,
-    run_id: String,
+    spawner: &'a mut dyn Spawner,
+    /// Where the run is; saved to the journal as is.
+    cursor: Cursor,
     /// The tasks of this iteration, in order (the directory is listed
     /// again at the start of every iteration).
     tasks: Vec<Planned>,
@@ -45,88 +49,60 @@ pub struct Chain<'a> {
     save_failed: bool,
 }
 
-/// Where the chain is: iteration, try, the tasks done in this iteration and
-/// how often each succeeded in it (for attempt keys).
-pub struct Position {
-    pub iteration: u64,
-    pub try_num: u32,
-    pub done: HashSet<String>,
-    pub successes: BTreeMap<String, u64>,
-}
-
-impl Position {
-    fn start_of(iteration: u64) -> Position {
-        Position { iteration, try_num: 1, done: HashSet::new(), successes: BTreeMap::new() }
-    }
-}
-
 /// Runs the chain as configured and returns runner's exit code. With
 /// `resume`, an unfinished run recorded in the journal goes on where it
 /// stopped. A run that cannot be recorded at its start is exit 74.
-pub fn run(opts: &Settings, events: &Events, journal: &mut Journal, resume: bool) -> Result<i32> {
+pub fn run(
+    opts: &Settings,
+    events: &Events,
+    journal: &mut Journal,
+    spawner: &mut dyn Spawner,
+    resume: bool,
+) -> Result<i32> {
     if opts.tasks.is_empty() {
         logging::info(&format!("{}: no tasks; nothing to do", opts.task_dir.display()));
         return Ok(code::OK);
     }
-    let resumed = if resume { journal.resumable() } else { None };
-    if resume && resumed.is_none() {
-        logging::info("nothing to resume: the last run finished; starting a new run");
-    }
-    let is_resumed = resumed.is_some();
-    if is_resumed {
-        kill_interrupted_attempt(journal);
-    }
-    let start = resumed.unwrap_or_else(|| Resumed {
-        run_id: new_run_id(),
-        iteration: 1,
-        try_num: 1,
-        done: Vec::new(),
-        successes: BTreeMap::new(),
-    });
-    if is_resumed {
-        logging::info(&format!(
-            "resuming run {} at iteration {}, try {} ({} tasks already done)",
-            start.run_id,
-            start.iteration,
-            start.try_num,
-            start.done.len()
-        ));
-    }
+    let (cursor, resumed) = start_cursor(journal, resume);
     journal
-        .begin(&start)
+        .begin(&cursor)
         .map_err(|e| Error::State(format!("{}: cannot record the run: {e}", journal.dir.path.display())))?;
-    let mut chain = Chain {
-        opts,
-        events,
-        journal,
-        run_id: start.run_id.clone(),
-        tasks: opts.tasks.clone(),
-        log_dir: None,
-        save_failed: false,
-    };
-    events.emit(
-        "run_start",
-        fields([
-            ("run_id", chain.run_id.as_str().into()),
-            ("task_dir", opts.task_dir.to_string_lossy().into()),
-            ("tasks", opts.tasks.len().into()),
-            ("times", opts.times.into()),
-            ("resumed", is_resumed.into()),
-        ]),
-    );
-    let first = Position {
-        iteration: start.iteration,
-        try_num: start.try_num,
-        done: start.done.into_iter().collect(),
-        successes: start.successes,
-    };
-    let code = chain.iterations(first);
+    let mut chain =
+        Chain { opts, events, journal, spawner, cursor, tasks: opts.tasks.clone(), log_dir: None, save_failed: false };
+    chain.emit_run_start(resumed);
+    let code = chain.iterations();
     let status = if code >= code::SIGNAL_BASE { Status::Cancelled } else { Status::Finished };
     if let Err(e) = chain.journal.finish(status, code) {
         logging::warn(&format!("{}: cannot record the end of the run: {e}", chain.journal.dir.path.display()));
     }
-    events.emit("run_end", fields([("run_id", chain.run_id.as_str().into()), ("exit_code", code.into())]));
+    events.emit("run_end", fields([("run_id", chain.cursor.run_id.as_str().into()), ("exit_code", code.into())]));
     Ok(code)
+}
+
+/// Where the run starts: the unfinished run of the journal with `resume`
+/// (after killing what its interrupted try left), else a new run; and
+/// whether it resumed.
+fn start_cursor(journal: &Journal, resume: bool) -> (Cursor, bool) {
+    let resumed = if resume { journal.resumable() } else { None };
+    match resumed {
+        Some(c) => {
+            kill_interrupted_attempt(journal);
+            logging::info(&format!(
+                "resuming run {} at iteration {}, try {} ({} tasks already done)",
+                c.run_id,
+                c.iteration,
+                c.try_num,
+                c.done.len()
+            ));
+            (c, true)
+        }
+        None => {
+            if resume {
+                logging::info("nothing to resume: the last run finished; starting a new run");
+            }
+            (Cursor::start(new_run_id()), false)
+        }
+    }
 }
 
 /// Before a resumed run starts anything: processes that still carry the
@@ -147,35 +123,45 @@ fn kill_interrupted_attempt(journal: &Journal) {
 }
 
 impl Chain<'_> {
-    /// The iterations, from `first`; the exit code.
-    fn iterations(&mut self, first: Position) -> i32 {
-        let mut pos = first;
+    fn emit_run_start(&self, resumed: bool) {
+        self.events.emit(
+            "run_start",
+            fields([
+                ("run_id", self.cursor.run_id.as_str().into()),
+                ("task_dir", self.opts.task_dir.to_string_lossy().into()),
+                ("tasks", self.opts.tasks.len().into()),
+                ("times", self.opts.times.into()),
+                ("resumed", resumed.into()),
+            ]),
+        );
+    }
+
+    /// The iterations, from the cursor on; the exit code.
+    fn iterations(&mut self) -> i32 {
         let mut listed = true;
-        loop {
-            if self.opts.times.is_some_and(|n| pos.iteration > n) {
-                break;
-            }
+        while self.opts.times.is_none_or(|n| self.cursor.iteration <= n) {
             if !listed && let Err(code) = self.relist() {
                 return code;
             }
             listed = false;
-            logging::info(&format!("iteration {}", pos.iteration));
-            self.log_dir = self.journal.log_dir(&self.run_id, pos.iteration, self.opts.config.runner.keep_logs);
-            match self.iteration(&mut pos) {
+            logging::info(&format!("iteration {}", self.cursor.iteration));
+            self.log_dir =
+                self.journal.log_dir(&self.cursor.run_id, self.cursor.iteration, self.opts.config.runner.keep_logs);
+            match self.iteration() {
                 Ok(true) => {}
-                Ok(false) if self.tasks.is_empty() => {
-                    logging::info("no tasks; nothing to do");
-                    return code::OK;
-                }
                 Ok(false) => {
-                    logging::info("every task is run-once and already done; nothing to do");
+                    let why =
+                        if self.tasks.is_empty() { "no tasks" } else { "every task is run-once and already done" };
+                    logging::info(&format!("{why}; nothing to do"));
                     return code::OK;
                 }
                 Err(code) => return code,
             }
-            pos = Position::start_of(pos.iteration + 1);
-            if self.opts.times.is_none_or(|n| pos.iteration <= n) {
-                self.save(|j| j.iteration(pos.iteration));
+            self.cursor.next_iteration();
+            if self.opts.times.is_none_or(|n| self.cursor.iteration <= n) {
+                let cursor = std::mem::take(&mut self.cursor);
+                self.save(|j| j.iteration(&cursor));
+                self.cursor = cursor;
             }
         }
         if let Some(sig) = signals::cancelled() {
@@ -183,7 +169,7 @@ impl Chain<'_> {
         }
         if self.opts.halt_after {
             logging::info("all iterations done; running the halt task (-H)");
-            return self.halt(pos.iteration - 1, "halt-after", code::OK);
+            return self.halt(self.cursor.iteration - 1, "halt-after", code::OK);
         }
         code::OK
     }
@@ -218,7 +204,7 @@ impl Chain<'_> {
 
     /// One pass over the chain. `Ok(ran_any)` when every task ended OK (or
     /// was skipped); `Err(code)` when the run ends.
-    fn iteration(&mut self, pos: &mut Position) -> Result<bool, i32> {
+    fn iteration(&mut self) -> Result<bool, i32> {
         let mut ran_any = false;
         let mut i = 0;
         while i < self.tasks.len() {
@@ -227,7 +213,7 @@ impl Chain<'_> {
             }
             let p = self.tasks[i].clone();
             let file = p.task.file_str.as_str();
-            if pos.done.contains(file) {
+            if self.cursor.done.contains(file) {
                 // Done before a resume: counts as progress, not as a skip.
                 ran_any = true;
                 i += 1;
@@ -239,19 +225,10 @@ impl Chain<'_> {
                 continue;
             }
             ran_any = true;
-            match self.attempt(&p, pos, i)? {
-                Step::Next => {
-                    pos.done.insert(file.to_string());
-                    *pos.successes.entry(file.to_string()).or_default() += 1;
-                    i += 1;
-                }
-                Step::Again { restart } => {
-                    pos.try_num += 1;
-                    if restart {
-                        pos.done.clear();
-                        i = 0;
-                    }
-                }
+            match self.attempt(&p)? {
+                Step::Next => i += 1,
+                Step::Again { restart: true } => i = 0,
+                Step::Again { restart: false } => {}
             }
         }
         Ok(ran_any)
@@ -293,21 +270,4 @@ pub fn attempt_key(run_id: &str, iteration: u64, file: &std::ffi::OsStr, success
     let d = h.finalize();
     let hex = crate::util::hex(&d[..16]);
     format!("{}-{}-{}-{}-{}", &hex[0..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..32])
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn attempt_keys() {
-        let f = std::ffi::OsStr::new("10-a");
-        let k = attempt_key("r", 1, f, 0);
-        assert_eq!(k.len(), 36);
-        assert_eq!(k, attempt_key("r", 1, f, 0));
-        assert_ne!(k, attempt_key("r", 1, f, 1));
-        assert_ne!(k, attempt_key("r", 2, f, 0));
-        assert_ne!(k, attempt_key("s", 1, f, 0));
-        assert_ne!(k, attempt_key("r", 1, std::ffi::OsStr::new("10-b"), 0));
-    }
 }

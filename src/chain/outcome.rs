@@ -2,7 +2,7 @@
 //! before a retry. Pure functions, table-tested; this is the whole task
 //! protocol of SPEC §3 in one place. It must not run or record anything.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use crate::error::code;
 pub use crate::process::Exit;
@@ -62,6 +62,51 @@ pub fn judge(exit: &Exit, try_num: u32, max_tries: u32) -> (TaskResult, Next) {
         Exit::Exited { code: 3, .. } => (TaskResult::Exit, Next::Stop { code: code::STOPPED }),
         _ if try_num >= max_tries => (TaskResult::Retry, Next::Halt { code: code::GAVE_UP }),
         _ => (TaskResult::Retry, Next::Retry),
+    }
+}
+
+/// Everything one try decided, built once from its exit; the log line, the
+/// journal record, the hook JSON and the event are each rendered from it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Outcome {
+    pub exit: Exit,
+    pub result: TaskResult,
+    pub next: Next,
+    /// The backoff before the next try (with [`Next::Retry`] only).
+    pub delay: Option<Duration>,
+    pub try_num: u32,
+    pub started_at: SystemTime,
+}
+
+/// What decides a try besides its exit: its limits and the random draw of
+/// the backoff.
+pub struct Rules {
+    pub max_tries: u32,
+    pub sleep_time: Secs,
+    pub retry_jitter: Secs,
+    pub max_sleep_time: Option<Secs>,
+    /// Uniform in `[0, 1)`.
+    pub draw: f64,
+}
+
+impl Outcome {
+    /// Judges `exit` of try `try_num` and, for a retry, draws the backoff.
+    pub fn decide(exit: Exit, try_num: u32, started_at: SystemTime, rules: &Rules) -> Outcome {
+        let (result, next) = judge(&exit, try_num, rules.max_tries);
+        let delay = (next == Next::Retry)
+            .then(|| backoff(try_num, rules.sleep_time, rules.retry_jitter, rules.max_sleep_time, rules.draw));
+        Outcome { exit, result, next, delay, try_num, started_at }
+    }
+
+    /// When the try ended.
+    pub fn finished_at(&self) -> SystemTime {
+        self.started_at + self.exit.duration()
+    }
+
+    /// `a: RETRY (exit 1 after 0.004 s), try 1`: the result line of the
+    /// task log and (with `-v`, or when not OK) runner's own output.
+    pub fn line(&self, file: &str) -> String {
+        format!("{file}: {} ({}), try {}", self.result.as_str(), self.exit.describe(), self.try_num)
     }
 }
 

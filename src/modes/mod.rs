@@ -72,7 +72,7 @@ fn run_chain(cli: &Cli) -> Result<i32> {
     if !os::become_subreaper() {
         logging::debug("PR_SET_CHILD_SUBREAPER is not available: escaped daemons are left to the service manager");
     }
-    chain::run(&s, &events, &mut journal, cli.resume && !cli.fresh)
+    chain::run(&s, &events, &mut journal, &mut process::System, cli.resume && !cli.fresh)
 }
 
 /// `--forget TASK`: drop the run-once markers of a task.

@@ -23,8 +23,8 @@ pub use exit::Exit;
 use std::ffi::OsString;
 use std::io;
 use std::os::fd::OwnedFd;
-use std::os::unix::process::{CommandExt, ExitStatusExt};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use rustix::process::{Pid, PidfdFlags};
@@ -104,6 +104,30 @@ impl Finished {
     }
 }
 
+/// What runs jobs: the system (processes), or in tests a script of exits.
+/// The chain runs every task, hook and halt task through one.
+pub trait Spawner {
+    /// Runs `job` to its end.
+    fn run(&mut self, job: &Job) -> Finished;
+}
+
+/// Real processes.
+pub struct System;
+
+impl Spawner for System {
+    fn run(&mut self, job: &Job) -> Finished {
+        run(job)
+    }
+}
+
+impl Finished {
+    /// A job that ended as `exit` and left nothing behind (for spawners
+    /// that run no process).
+    pub fn of(exit: Exit) -> Finished {
+        Finished { exit, leaked_output: false, group: 0, tag: None, kill_grace: Duration::ZERO }
+    }
+}
+
 /// Runs `job` to its end. Never fails: a child that cannot be started is an
 /// [`Exit::NotStarted`].
 pub fn run(job: &Job) -> Finished {
@@ -166,9 +190,4 @@ fn pidfd(child: &Child) -> Option<OwnedFd> {
     }
     let pid = Pid::from_raw(child.id() as i32)?;
     rustix::process::pidfd_open(pid, PidfdFlags::empty()).ok()
-}
-
-/// The exit code or signal of a status.
-pub fn status_parts(s: ExitStatus) -> (Option<i32>, Option<i32>) {
-    (s.code(), s.signal())
 }

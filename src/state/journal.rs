@@ -13,7 +13,7 @@
 //! from it with a warning, and when neither loads runner refuses to run
 //! (exit 74) rather than run a once-task a second time.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io;
 use std::path::Path;
 
@@ -217,8 +217,8 @@ impl TaskTable {
     }
 
     /// Changes every record (a new iteration, a restart), then rebuilds.
-    pub fn update_all(&mut self, mut f: impl FnMut(&mut TaskRecord)) {
-        self.rows.iter_mut().for_each(|(_, r)| f(r));
+    pub fn update_all(&mut self, mut f: impl FnMut(&str, &mut TaskRecord)) {
+        self.rows.iter_mut().for_each(|(name, r)| f(name, r));
         self.rebuild();
     }
 
@@ -391,14 +391,38 @@ mod tests {
     }
 }
 
-/// Where the run the journal records starts from.
-#[derive(Clone, Debug)]
-pub struct Resumed {
+/// Where a run is: owned by the chain, saved to the journal and loaded from
+/// it as is (attempt keys hash these counters, so they must never drift).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Cursor {
     pub run_id: String,
     pub iteration: u64,
+    /// The try of the chain within this iteration, from 1.
     pub try_num: u32,
-    pub done: Vec<String>,
+    /// Tasks that ended OK in this iteration (since the last restart).
+    pub done: BTreeSet<String>,
+    /// How often each task ended OK in this iteration.
     pub successes: BTreeMap<String, u64>,
+}
+
+impl Cursor {
+    /// The start of a new run.
+    pub fn start(run_id: String) -> Cursor {
+        Cursor { run_id, iteration: 1, try_num: 1, ..Cursor::default() }
+    }
+
+    /// The start of the next iteration.
+    pub fn next_iteration(&mut self) {
+        self.iteration += 1;
+        self.try_num = 1;
+        self.done.clear();
+        self.successes.clear();
+    }
+
+    /// How often `task` succeeded in this iteration.
+    pub fn successes_of(&self, task: &str) -> u64 {
+        self.successes.get(task).copied().unwrap_or(0)
+    }
 }
 
 /// The state directory of a locked chain and its journal.
@@ -500,7 +524,7 @@ impl Journal {
     /// The unfinished run of this chain that `--resume` would continue, if
     /// any. A run recorded for another task directory (two chains sharing a
     /// state directory) is never resumed.
-    pub fn resumable(&self) -> Option<Resumed> {
+    pub fn resumable(&self) -> Option<Cursor> {
         let run = self.state.run.as_ref().filter(|r| r.status != Status::Finished)?;
         if run.halting {
             crate::logging::info("the last run ended by halting; not resuming it");
@@ -514,20 +538,25 @@ impl Journal {
             ));
             return None;
         }
-        Some(Resumed {
+        Some(Cursor {
             run_id: run.run_id.clone(),
             iteration: run.iteration,
             try_num: run.try_num,
             done: run.tasks.iter().filter(|(_, r)| r.done).map(|(t, _)| t.clone()).collect(),
-            successes: run.tasks.iter().map(|(t, r)| (t.clone(), r.successes)).collect(),
+            successes: run
+                .tasks
+                .iter()
+                .filter(|(_, r)| r.successes > 0)
+                .map(|(t, r)| (t.clone(), r.successes))
+                .collect(),
         })
     }
 
     /// Records the start of a run (durable).
-    pub fn begin(&mut self, r: &Resumed) -> io::Result<()> {
+    pub fn begin(&mut self, c: &Cursor) -> io::Result<()> {
         let same = self.state.task_dir == self.task_dir;
         let (started_at, tasks, last_failure) = match &self.state.run {
-            Some(old) if same && old.run_id == r.run_id => {
+            Some(old) if same && old.run_id == c.run_id => {
                 (old.started_at.clone(), old.tasks.clone(), old.last_failure.clone())
             }
             _ => (now(), TaskTable::default(), None),
@@ -535,13 +564,13 @@ impl Journal {
         self.state.version = 2;
         self.state.task_dir = self.task_dir.clone();
         self.state.run = Some(Run {
-            run_id: r.run_id.clone(),
+            run_id: c.run_id.clone(),
             status: Status::Running,
             pid: std::process::id(),
             started_at,
             updated_at: now(),
-            iteration: r.iteration,
-            try_num: r.try_num,
+            iteration: c.iteration,
+            try_num: c.try_num,
             current: None,
             next_retry_at: None,
             last_failure,
@@ -560,11 +589,11 @@ impl Journal {
 
     /// A new iteration begins: nothing done yet, try 1 (not durable: the
     /// journal of a finished iteration already says every task is done).
-    pub fn iteration(&mut self, iteration: u64) -> io::Result<()> {
+    pub fn iteration(&mut self, c: &Cursor) -> io::Result<()> {
         if let Some(run) = self.run_mut() {
-            run.iteration = iteration;
-            run.try_num = 1;
-            run.tasks.update_all(|r| {
+            run.iteration = c.iteration;
+            run.try_num = c.try_num;
+            run.tasks.update_all(|_, r| {
                 r.done = false;
                 r.successes = 0;
             });
@@ -584,29 +613,34 @@ impl Journal {
         self.commit(false)
     }
 
-    /// A task ended (durable). An OK adds it to the done list; otherwise
-    /// `failure` becomes the last failure. `next` records a coming retry, a
-    /// run-once marker, or that the run ends (halt, give up, stop) — before
-    /// the halt task runs, so a machine that halts is never resumed into the
-    /// same halt.
-    pub fn task_end(&mut self, task: &str, rec: TaskRecord, failure: Option<Failure>, next: TaskEnd) -> io::Result<()> {
+    /// A task ended (durable), with `c` already moved on past it: the task's
+    /// record takes its counters from the cursor as they are. `failure`
+    /// becomes the last failure. `next` records a coming retry, a run-once
+    /// marker, or that the run ends (halt, give up, stop) — before the halt
+    /// task runs, so a machine that halts is never resumed into the same
+    /// halt.
+    pub fn task_end(
+        &mut self,
+        c: &Cursor,
+        task: &str,
+        rec: TaskRecord,
+        failure: Option<Failure>,
+        next: TaskEnd,
+    ) -> io::Result<()> {
         let boot = self.boot_id.clone();
         let ok = rec.result == "OK";
         if let Some(run) = self.run_mut() {
             run.current = None;
+            run.try_num = c.try_num;
             let mut rec = rec;
-            let old = run.tasks.get(task);
-            rec.successes = old.map_or(0, |o| o.successes) + u64::from(ok);
-            rec.done = ok;
+            rec.successes = c.successes_of(task);
+            rec.done = c.done.contains(task);
             if failure.is_some() {
                 run.last_failure = failure;
             }
-            if let TaskEnd::Retry { next_try, at, restart } = &next {
-                run.try_num = *next_try;
+            if let TaskEnd::Retry { at } = &next {
                 run.next_retry_at = Some(at.clone());
-                if *restart {
-                    run.tasks.update_all(|r| r.done = false);
-                }
+                run.tasks.update_all(|name, r| r.done = c.done.contains(name));
             }
             if let TaskEnd::Final(code) | TaskEnd::Halting(code) = next {
                 run.status = Status::Finished;
@@ -697,10 +731,9 @@ pub enum TaskEnd {
     Once,
     /// OK of a `run = once-per-boot` task.
     OncePerBoot,
+    /// A retry follows at this time.
     Retry {
-        next_try: u32,
         at: String,
-        restart: bool,
     },
     /// The run ends with this code.
     Final(i32),
