@@ -121,3 +121,25 @@ impl std::fmt::Display for Diag {
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Problems found while validating, each one line.
+#[derive(Debug, Default)]
+pub struct Diags {
+    pub errors: Vec<Diag>,
+    pub warnings: Vec<Diag>,
+}
+
+impl Diags {
+    pub fn error(&mut self, at: impl ToString, msg: impl Into<String>) {
+        self.errors.push(Diag { at: at.to_string(), msg: msg.into() });
+    }
+
+    pub fn warn(&mut self, at: impl ToString, msg: impl Into<String>) {
+        self.warnings.push(Diag { at: at.to_string(), msg: msg.into() });
+    }
+
+    /// The errors as runner's configuration error (exit 78).
+    pub fn to_error(&self) -> Error {
+        Error::Config(self.errors.iter().map(Diag::to_string).collect())
+    }
+}

@@ -11,7 +11,7 @@ use crate::chain::events::fields;
 use crate::error::code;
 use crate::logging;
 use crate::process::Job;
-use crate::process::signals;
+use crate::process::{Exit, signals};
 
 impl Chain<'_> {
     /// Runs the halt task for a run ending with `code`; returns runner's
@@ -23,17 +23,36 @@ impl Chain<'_> {
         if reason == "halt-after" {
             self.save(|j| j.halting(code));
         }
-        let opts = self.opts;
-        let events = self.events;
-        let halt = &opts.halt_task;
+        let halt = &self.opts.halt_task;
         let what = halt.display().to_string();
-        events.emit("halt_start", fields([("task", what.as_str().into()), ("reason", reason.into())]));
+        self.events.emit("halt_start", fields([("task", what.as_str().into()), ("reason", reason.into())]));
         if !halt.exists() {
             logging::error(&format!("{what}: halt task does not exist; cannot halt"));
-            events.emit("halt_end", fields([("task", what.as_str().into()), ("error", "does not exist".into())]));
+            self.events.emit("halt_end", fields([("task", what.as_str().into()), ("error", "does not exist".into())]));
             return code;
         }
         logging::info(&format!("halting: running {what}"));
+        let exit = self.run_halt_task(iteration, &what);
+        self.events.emit(
+            "halt_end",
+            fields([
+                ("task", what.as_str().into()),
+                ("exit_code", exit.code().into()),
+                ("signal", exit.signal().into()),
+                ("duration_s", crate::util::millis(exit.duration()).into()),
+            ]),
+        );
+        match signals::cancelled() {
+            Some(sig) => code::SIGNAL_BASE + sig,
+            None => code,
+        }
+    }
+
+    /// Runs the halt task with the global interpreter and limits, its own
+    /// log file and the run's variables; kills what it leaves behind.
+    fn run_halt_task(&mut self, iteration: u64, what: &str) -> Exit {
+        let opts = self.opts;
+        let halt = &opts.halt_task;
         let limits = &opts.config.runner.limits;
         let file = halt.file_name().unwrap_or_default().to_os_string();
         let log = self.open_log(&file);
@@ -51,7 +70,7 @@ impl Chain<'_> {
             argv: command(limits.interpreter.value.as_deref(), halt.as_os_str()),
             env: &env,
             label: "halt",
-            what: &what,
+            what,
             max_time: limits.max_time.value.limit(),
             kill_grace: limits.kill_grace.value.duration(),
             raw_output: opts.raw_output,
@@ -59,26 +78,13 @@ impl Chain<'_> {
             tag: None,
         };
         let finished = self.spawner.run(&job);
-        let exit = &finished.exit;
-        if exit.code() != Some(0) {
-            logging::warn(&format!("halt task: {}", exit.describe()));
+        if finished.exit.code() != Some(0) {
+            logging::warn(&format!("halt task: {}", finished.exit.describe()));
         }
         if let Some((l, _)) = &log {
-            l.note(&format!("halt task: {}", exit.describe()));
+            l.note(&format!("halt task: {}", finished.exit.describe()));
         }
         finished.kill_leftovers();
-        events.emit(
-            "halt_end",
-            fields([
-                ("task", what.as_str().into()),
-                ("exit_code", exit.code().into()),
-                ("signal", exit.signal().into()),
-                ("duration_s", crate::util::millis(exit.duration()).into()),
-            ]),
-        );
-        match signals::cancelled() {
-            Some(sig) => code::SIGNAL_BASE + sig,
-            None => code,
-        }
+        finished.exit
     }
 }

@@ -11,8 +11,7 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-pub use crate::error::Diag;
-use crate::error::Error;
+pub use crate::error::{Diag, Diags};
 use crate::settings::ini::{Entry, Ini, Loc, Section};
 
 /// The smallest `max_log_size` (a cut must leave room for its marker).
@@ -182,28 +181,6 @@ impl Default for Runner {
             keep_logs: 20,
             max_log_size: 16 << 20,
         }
-    }
-}
-
-/// Problems found while validating, each one line.
-#[derive(Debug, Default)]
-pub struct Diags {
-    pub errors: Vec<Diag>,
-    pub warnings: Vec<Diag>,
-}
-
-impl Diags {
-    pub fn error(&mut self, at: impl ToString, msg: impl Into<String>) {
-        self.errors.push(Diag { at: at.to_string(), msg: msg.into() });
-    }
-
-    pub fn warn(&mut self, at: impl ToString, msg: impl Into<String>) {
-        self.warnings.push(Diag { at: at.to_string(), msg: msg.into() });
-    }
-
-    /// The errors as runner's configuration error (exit 78).
-    pub fn to_error(&self) -> Error {
-        Error::Config(self.errors.iter().map(Diag::to_string).collect())
     }
 }
 
@@ -520,21 +497,7 @@ pub fn parse_size(text: &str) -> Option<u64> {
 
 /// The known key closest to `key` by edit distance.
 pub fn nearest<'k>(key: &str, known: &[&'k str]) -> &'k str {
-    known.iter().copied().min_by_key(|k| edit_distance(key, k)).unwrap_or("")
-}
-
-fn edit_distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let cost = usize::from(ca != *cb);
-            cur.push((prev[j] + cost).min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
+    known.iter().copied().min_by_key(|k| strsim::levenshtein(key, k)).unwrap_or("")
 }
 
 #[cfg(test)]

@@ -214,23 +214,23 @@ pub fn replan(opts: &Settings) -> std::result::Result<Vec<Planned>, Vec<String>>
 /// Interpreters and hook programs: found on disk (or in PATH), and safe
 /// (the program runner will execute, followed to its real file).
 fn check_programs(config: &Config, tasks: &[Planned], safety: &mut Safety, diags: &mut Diags, strict: bool) {
-    let mut interpreters: Vec<&[String]> = Vec::new();
-    if let Some(i) = &config.runner.limits.interpreter.value {
-        interpreters.push(i);
-    }
-    for p in tasks {
-        if let Some(i) = &p.config.limits.interpreter.value
-            && !interpreters.contains(&i.as_slice())
+    // Each distinct interpreter once, named where it was set.
+    let mut interpreters: Vec<(&[String], String)> = Vec::new();
+    let all =
+        std::iter::once(&config.runner.limits.interpreter).chain(tasks.iter().map(|p| &p.config.limits.interpreter));
+    for val in all {
+        if let Some(i) = &val.value
+            && !interpreters.iter().any(|(w, _)| *w == i.as_slice())
         {
-            interpreters.push(i);
+            interpreters.push((i, val.origin.at(&config.ini)));
         }
     }
-    for words in interpreters {
+    for (words, at) in interpreters {
         match find_program(&words[0]) {
             Some(path) => safety.file(&path, "interpreter", diags),
             None => {
                 let msg = format!("interpreter '{}' not found", words[0]);
-                if strict { diags.error("", msg) } else { diags.warn("", msg) }
+                if strict { diags.error(at, msg) } else { diags.warn(at, msg) }
             }
         }
     }

@@ -33,7 +33,7 @@ Key = second
 #[test]
 fn bad_value_names_file_line_key_and_value() {
     let ran = Test::new().config("[runner]\nmax_tries = five\n").traced("a", 0).status(78);
-    let cfg = ran.test.config_path().display().to_string();
+    let cfg = ran.config_path().display().to_string();
     ran.stderr_has(&format!("{cfg}:7: bad value for 'max_tries' in [runner]: 'five'"));
     assert!(ran.trace().is_empty());
 }

@@ -63,7 +63,7 @@ fn non_utf8_task_name_runs() {
     std::fs::write(&path, format!("#!/bin/sh\n{TRACE}\n")).expect("write");
     std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
     let ran = t.status(0);
-    let trace = std::fs::read(ran.test.path().join("trace")).expect("trace");
+    let trace = std::fs::read(ran.path().join("trace")).expect("trace");
     assert_eq!(trace, b"10-caf\xe9\n");
 }
 

@@ -66,7 +66,7 @@ fn stdin_is_dev_null_and_cwd_is_runners() {
     let ran = Ran::from_output(output, t);
     assert_eq!(ran.code(), 0);
     ran.stdout_has("[a] stdin-empty");
-    let cwd = std::fs::canonicalize(ran.test.path()).expect("canon");
+    let cwd = std::fs::canonicalize(ran.path()).expect("canon");
     ran.stdout_has(&format!("[a] cwd={}", cwd.display()));
 }
 

@@ -102,7 +102,9 @@ fn halt_task_with_inline_comment_is_the_halt_task() {
         .traced("1-a", 0)
         .traced("2-b", 2)
         .file_mode("tasks.d/halt.sh", &format!("#!/bin/sh\n{TRACE}\n"), 0o755)
-        .status(2);
+        .expect(2)
+        .expect_stderr("halting: running")
+        .run();
     assert_eq!(ran.trace(), ["1-a", "2-b", "halt.sh"]);
     ran.stderr_lacks("halt task does not exist");
 }

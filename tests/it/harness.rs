@@ -18,12 +18,19 @@ use assert_cmd::Command;
 /// Shell line that records the task's file name and try in `$TRACE`.
 pub const TRACE: &str = r#"echo "$RUNNER_TASK" >> "$TRACE""#;
 
+/// One scenario: a temporary directory, a config, arguments, and the
+/// expectations stated before it runs ([`Test::expect`]).
+#[must_use]
 pub struct Test {
     pub tmp: tempfile::TempDir,
     pub config: String,
     args: Vec<OsString>,
     raw_args: Option<Vec<OsString>>,
     envs: Vec<(OsString, OsString)>,
+    /// Exit code [`Test::run`] asserts, when stated.
+    expect_code: Option<i32>,
+    /// Text stderr must contain.
+    expect_stderr: Vec<String>,
 }
 
 impl Test {
@@ -36,7 +43,21 @@ impl Test {
             args: Vec::new(),
             raw_args: None,
             envs: Vec::new(),
+            expect_code: None,
+            expect_stderr: Vec::new(),
         }
+    }
+
+    /// States the exit code the run must end with.
+    pub fn expect(mut self, code: i32) -> Test {
+        self.expect_code = Some(code);
+        self
+    }
+
+    /// States a text the run's stderr must contain.
+    pub fn expect_stderr(mut self, text: &str) -> Test {
+        self.expect_stderr.push(text.into());
+        self
     }
 
     pub fn path(&self) -> &Path {
@@ -152,10 +173,18 @@ impl Test {
         Running { child }
     }
 
-    /// Runs runner and returns what it did.
+    /// Runs runner, checks the stated expectations, and returns what it
+    /// did.
     pub fn run(self) -> Ran {
         let output = self.command().output().expect("run runner");
-        Ran { output, test: self, trace_dir: None }
+        let ran = Ran { output, dir: self.tmp.path().to_path_buf(), _owner: None };
+        if let Some(code) = self.expect_code {
+            assert_eq!(ran.code(), code, "exit code\n{}", ran.describe());
+        }
+        for s in &self.expect_stderr {
+            ran.stderr_has(s);
+        }
+        Ran { _owner: Some(self), ..ran }
     }
 
     /// Runs runner again on the same directory (default arguments plus
@@ -191,14 +220,7 @@ impl Test {
             cmd.env(k, v);
         }
         let output = cmd.output().expect("run runner");
-        let copy = Test {
-            tmp: tempfile::tempdir().expect("tempdir"),
-            config: String::new(),
-            args: vec![],
-            raw_args: None,
-            envs: vec![],
-        };
-        Ran { output, test: copy, trace_dir: Some(self.tmp.path().to_path_buf()) }
+        Ran { output, dir: self.tmp.path().to_path_buf(), _owner: None }
     }
 
     pub fn run_more(&self) -> Ran {
@@ -250,17 +272,27 @@ impl Drop for Running {
     }
 }
 
+/// What one run of runner did, and the directory it ran in.
 pub struct Ran {
     pub output: Output,
-    pub test: Test,
-    /// Where the trace is, when not in `test` (runs made with `run_more`).
-    trace_dir: Option<PathBuf>,
+    dir: PathBuf,
+    /// The scenario, when the run consumed it (its directory lives as long).
+    _owner: Option<Test>,
 }
 
 impl Ran {
     /// Wraps the output of a command built with [`Test::command`].
     pub fn from_output(output: Output, test: Test) -> Ran {
-        Ran { output, test, trace_dir: None }
+        Ran { output, dir: test.tmp.path().to_path_buf(), _owner: Some(test) }
+    }
+
+    /// The test's directory.
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join("runner.cfg")
     }
 
     pub fn code(&self) -> i32 {
@@ -277,11 +309,10 @@ impl Ran {
     }
     /// Lines the tasks appended to `$TRACE`.
     pub fn trace(&self) -> Vec<String> {
-        let dir = self.trace_dir.clone().unwrap_or_else(|| self.test.path().to_path_buf());
-        std::fs::read_to_string(dir.join("trace")).unwrap_or_default().lines().map(String::from).collect()
+        std::fs::read_to_string(self.dir.join("trace")).unwrap_or_default().lines().map(String::from).collect()
     }
     pub fn read(&self, rel: &str) -> String {
-        std::fs::read_to_string(self.test.path().join(rel)).unwrap_or_default()
+        std::fs::read_to_string(self.dir.join(rel)).unwrap_or_default()
     }
     pub fn stdout_has(&self, s: &str) -> &Ran {
         assert!(self.stdout().contains(s), "stdout lacks {s:?}\n{}", self.describe());

@@ -68,7 +68,7 @@ fn quotes_in_task_name_cannot_break_or_inject() {
     let s = stats(&ran);
     assert_eq!(s.len(), 2);
     assert_eq!(s[0]["task"], name);
-    assert!(!ran.test.path().join("pwned").exists());
+    assert!(!ran.path().join("pwned").exists());
 }
 
 #[test]

@@ -61,10 +61,10 @@ fn leaked_output_handle_does_not_hang_the_chain() {
 fn a_task_that_closes_its_output_early_does_not_make_runner_spin() {
     // With stdout and stderr closed, a poll loop that still watched them
     // would wake at once, forever, until the task exits.
-    let t = Test::new().task("a", "exec >&- 2>&-\necho x > \"$TRACE.started\"\nsleep 1");
+    let t = Test::new()
+        .task("a", "exec >&- 2>&-\necho x > \"$TRACE.started\"\nsleep 0.7\necho x > \"$TRACE.slept\"\nsleep 0.3");
     let mut r = t.spawn();
-    assert!(eventually(20, || t.path().join("trace.started").exists()));
-    std::thread::sleep(Duration::from_millis(700));
+    assert!(eventually(20, || t.path().join("trace.slept").exists()));
     let ticks = cpu_ticks(r.pid());
     assert_eq!(r.wait(20), 0);
     // 100 ticks a second: a spinning runner would have used about 70.

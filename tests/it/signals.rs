@@ -74,7 +74,8 @@ fn second_sigint_kills_at_once() {
     let mut r = t.spawn();
     let task = pid_in(&t.path().join("trace.pid"));
     r.signal("INT");
-    std::thread::sleep(std::time::Duration::from_millis(200));
+    let err = t.path().join("err");
+    assert!(eventually(20, || std::fs::read_to_string(&err).is_ok_and(|s| s.contains("received signal 2"))));
     assert!(alive(task), "the first SIGINT only sends SIGTERM");
     r.signal("INT");
     assert_eq!(r.wait(20), 130);

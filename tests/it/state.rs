@@ -27,7 +27,7 @@ fn log_dirs(state: &Path) -> Vec<PathBuf> {
 #[test]
 fn layout_and_modes() {
     let ran = Test::new().task("10-a.sh", "echo out line\necho err line >&2\necho \"log=$RUNNER_LOG_FILE\"").status(0);
-    let state = ran.test.path().join("state");
+    let state = ran.path().join("state");
     assert_eq!(mode(&state), 0o700);
     assert_eq!(mode(&state.join("state.json")), 0o600);
     assert_eq!(mode(&state.join("lock")), 0o600);
@@ -64,7 +64,7 @@ fn post_hook_names_the_log_file() {
 #[test]
 fn hook_output_goes_to_the_task_log() {
     let ran = Test::new().config("[runner]\npre_task_hook = /bin/echo hook-said\n").task("a", "exit 0").status(0);
-    let runs = log_dirs(&ran.test.path().join("state"));
+    let runs = log_dirs(&ran.path().join("state"));
     let text = std::fs::read_to_string(runs[0].join("a.log")).expect("log");
     assert!(text.contains("[out] hook-said "), "{text}");
 }
@@ -75,7 +75,7 @@ fn default_state_dir() {
     let task_dir = t.tasks_dir();
     let ran = t.raw_args(["-c", "runner.cfg", "-n", "1", "tasks.d"]).status(0);
     let root = is_root();
-    let base = if root { PathBuf::from("/var/lib/runner") } else { ran.test.path().join("xdg-state/runner") };
+    let base = if root { PathBuf::from("/var/lib/runner") } else { ran.path().join("xdg-state/runner") };
     let found: Vec<PathBuf> = std::fs::read_dir(&base)
         .expect("state base")
         .filter_map(|e| e.ok())
@@ -102,7 +102,7 @@ fn state_dir_flag_wins() {
     let dir = t.path().join("elsewhere");
     let ran = t.args(["--state-dir".into(), dir.clone().into_os_string()]).status(0);
     assert!(dir.join("state.json").exists());
-    assert!(!ran.test.path().join("state/state.json").exists());
+    assert!(!ran.path().join("state/state.json").exists());
 }
 
 #[test]
@@ -315,8 +315,9 @@ fn a_signal_ends_the_wait_for_the_lock() {
     std::fs::write(t.path().join("trace.go"), "").expect("go");
     let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_runner"));
     cmd.args(["-c", "runner.cfg", "-n", "1", "--wait", "tasks.d"]).current_dir(t.path());
-    let mut second = cmd.stderr(std::process::Stdio::piped()).spawn().expect("second runner");
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let err = t.path().join("second.err");
+    let mut second = cmd.stderr(std::fs::File::create(&err).expect("err")).spawn().expect("second runner");
+    assert!(eventually(20, || std::fs::read_to_string(&err).is_ok_and(|s| s.contains("waiting for the chain lock"))));
     let _ = std::process::Command::new("kill").args(["-TERM", &second.id().to_string()]).status();
     // The lock holder's task sleeps 30 s: only the signal can end the wait.
     let mut status = None;
