@@ -3,8 +3,8 @@
 //!
 //! The folders, from the bottom up (each uses only those before it):
 //! - [`settings`]: flags and INI resolved into one `Settings` value;
-//! - [`state`]: the state directory — lock, journal, markers, logs;
 //! - [`process`]: running one child: spawn, supervise, output, signals;
+//! - [`state`]: the state directory — lock, journal, markers, logs;
 //! - [`chain`]: the loop of iterations and tries, and what an exit means;
 //! - [`modes`]: one function per thing runner can be asked to do.
 //!

@@ -1,4 +1,5 @@
-//! Runner's own messages: levels (`-v`, `-q`), stderr, and `--syslog`.
+//! Runner's own messages: levels (`-v`, `-q`), stderr, and `--syslog`. Not
+//! task output (that is `process::output`'s), and never an `[env]` value.
 //!
 //! Each message is one line `runner: [level: ]text` on stderr. With
 //! `--syslog` it also goes to the local syslog socket (`/dev/log`, or the

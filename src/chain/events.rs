@@ -1,6 +1,8 @@
 //! `--events FILE`: one JSON object per line for every run start and end,
 //! task start and end, backoff sleep and halt, for log shippers. Each line
 //! has `event` and `time` (RFC 3339) and is flushed as it is written.
+//! Task events carry the hook stats object (SPEC §4), so the two schemas
+//! are one by design. A write error never stops the chain.
 
 use std::fs::OpenOptions;
 use std::io::{self, Write};

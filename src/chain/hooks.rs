@@ -4,7 +4,8 @@
 //! A hook is its configured words plus the JSON as one more argument, run
 //! directly (never through a shell) with the task's environment, stdin
 //! /dev/null and the task's `max_time`. Its exit status and failures are
-//! logged and never change the chain.
+//! logged and never change the chain: this module must not decide
+//! anything about the task.
 
 use std::ffi::OsString;
 use std::time::SystemTime;

@@ -1,4 +1,5 @@
-//! Thin wrappers over the few OS calls runner makes directly.
+//! Thin wrappers over the few OS calls runner makes directly (process
+//! groups, /proc, the subreaper). No policy: callers decide what to kill.
 
 use rustix::process::{Pid, Signal};
 

@@ -1,4 +1,5 @@
-//! INI → validated, typed settings with per-task overrides.
+//! INI → validated, typed settings with per-task overrides. Reads files
+//! only through `ini`; never touches the task directory's files or state.
 //!
 //! [`load_ini`] reads the config file and its `include_dir` (that is all
 //! `-g` needs). [`Config::from_ini`] turns the `[runner]` and `[env]`

@@ -1,5 +1,5 @@
 //! Task discovery, the file-name filters, task names and the config sections
-//! that name a task.
+//! that name a task. It lists and stats; it never opens or runs a task.
 //!
 //! Discovery follows run-parts: the entries of TASKDIR in byte order of their
 //! file names, without hidden files, editor backups and packaging leftovers,

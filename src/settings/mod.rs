@@ -244,18 +244,11 @@ fn check_programs(config: &Config, tasks: &[Planned], safety: &mut Safety, diags
     }
 }
 
-/// The program a command word names: a path as is, a bare name through PATH.
+/// The program a command word names: a path as is, a bare name through
+/// PATH (the `which` crate: an executable regular file, as a shell finds
+/// it).
 pub fn find_program(word: &str) -> Option<PathBuf> {
-    let executable = |p: &Path| {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
-    };
-    if word.contains('/') {
-        let p = PathBuf::from(word);
-        return executable(&p).then_some(p);
-    }
-    let path = std::env::var_os("PATH")?;
-    std::env::split_paths(&path).map(|d| d.join(word)).find(|p| executable(p))
+    which::which(word).ok()
 }
 
 /// Resolves `depends_on` words to tasks and plans the order. Unknown or

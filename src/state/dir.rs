@@ -1,4 +1,4 @@
-//! The state directory itself: where it is, creating it (0700), refusing it
+//! The state directory itself (where it is, is `settings`'s): creating it (0700), refusing it
 //! as root when another user could steer it (exit 77), the chain lock, and
 //! reading and atomically replacing files in it.
 //!
