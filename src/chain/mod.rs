@@ -21,6 +21,7 @@ pub mod outcome;
 #[cfg(test)]
 mod tests;
 
+use std::rc::Rc;
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
@@ -43,8 +44,9 @@ pub struct Chain<'a> {
     /// Where the run is; saved to the journal as is.
     cursor: Cursor,
     /// The tasks of this iteration, in order (the directory is listed
-    /// again at the start of every iteration).
-    tasks: Vec<Planned>,
+    /// again at the start of every iteration). Shared, so that a try
+    /// borrows its task without copying it.
+    tasks: Rc<Vec<Planned>>,
     log_dir: Option<LogDir>,
     save_failed: bool,
 }
@@ -67,8 +69,16 @@ pub fn run(
     journal
         .begin(&cursor)
         .map_err(|e| Error::State(format!("{}: cannot record the run: {e}", journal.dir.path.display())))?;
-    let mut chain =
-        Chain { opts, events, journal, spawner, cursor, tasks: opts.tasks.clone(), log_dir: None, save_failed: false };
+    let mut chain = Chain {
+        opts,
+        events,
+        journal,
+        spawner,
+        cursor,
+        tasks: Rc::new(opts.tasks.clone()),
+        log_dir: None,
+        save_failed: false,
+    };
     chain.emit_run_start(resumed);
     let code = chain.iterations();
     let status = if code >= code::SIGNAL_BASE { Status::Cancelled } else { Status::Finished };
@@ -178,7 +188,7 @@ impl Chain<'_> {
     fn relist(&mut self) -> Result<(), i32> {
         match crate::settings::replan(self.opts) {
             Ok(tasks) => {
-                self.tasks = tasks;
+                self.tasks = Rc::new(tasks);
                 Ok(())
             }
             Err(errors) => {
@@ -207,11 +217,12 @@ impl Chain<'_> {
     fn iteration(&mut self) -> Result<bool, i32> {
         let mut ran_any = false;
         let mut i = 0;
-        while i < self.tasks.len() {
+        let tasks = Rc::clone(&self.tasks);
+        while i < tasks.len() {
             if let Some(sig) = signals::cancelled() {
                 return Err(code::SIGNAL_BASE + sig);
             }
-            let p = self.tasks[i].clone();
+            let p = &tasks[i];
             let file = p.task.file_str.as_str();
             if self.cursor.done.contains(file) {
                 // Done before a resume: counts as progress, not as a skip.
@@ -225,7 +236,7 @@ impl Chain<'_> {
                 continue;
             }
             ran_any = true;
-            match self.attempt(&p)? {
+            match self.attempt(p)? {
                 Step::Next => i += 1,
                 Step::Again { restart: true } => i = 0,
                 Step::Again { restart: false } => {}

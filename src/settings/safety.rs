@@ -33,10 +33,24 @@ pub struct Problem {
 /// (empty when it is safe). A path that does not exist is checked as far
 /// as it goes.
 pub fn check_path(path: &Path) -> Vec<Problem> {
+    check_path_with(path, &mut HashSet::new())
+}
+
+/// [`check_path`], remembering in `clean` the directories reached without
+/// a symlink and found safe, so that the next path below one of them (the
+/// next task in the same directory) starts there: a chain of 10,000 tasks
+/// costs one walk and a stat per task, not a walk per task.
+pub fn check_path_with(path: &Path, clean: &mut HashSet<PathBuf>) -> Vec<Problem> {
     let mut problems = Vec::new();
     let start = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
-    let mut pending: VecDeque<OsString> = components(&start);
-    let mut cur = PathBuf::from("/");
+    let (mut cur, mut pending) = match start.parent().filter(|p| clean.contains(*p)) {
+        Some(dir) => {
+            (dir.to_path_buf(), start.file_name().map(|n| VecDeque::from([n.to_os_string()])).unwrap_or_default())
+        }
+        None => (PathBuf::from("/"), components(&start)),
+    };
+    // Whether every step so far was a clean, real directory.
+    let mut straight = true;
     let mut hops = 0;
     while let Some(name) = pending.pop_front() {
         if name == ".." {
@@ -47,11 +61,22 @@ pub fn check_path(path: &Path) -> Vec<Problem> {
         let Ok(meta) = std::fs::symlink_metadata(&next) else {
             // The rest does not exist: the directory that would hold it is
             // still checked (someone could create it).
-            dir_problems(&cur, None, &mut problems);
+            if !clean.contains(&cur) {
+                dir_problems(&cur, None, &mut problems);
+            }
             return problems;
         };
-        dir_problems(&cur, Some(meta.uid()), &mut problems);
+        if !clean.contains(&cur) {
+            // Safe for any entry (not merely thanks to the sticky bit) and
+            // reached without a symlink: later walks may start here.
+            if dir_problems(&cur, Some(meta.uid()), &mut problems) && straight {
+                clean.insert(cur.clone());
+            } else {
+                straight = false;
+            }
+        }
         if meta.file_type().is_symlink() {
+            straight = false;
             hops += 1;
             let Ok(target) = std::fs::read_link(&next) else { return problems };
             if hops > MAX_HOPS {
@@ -96,15 +121,18 @@ fn components(path: &Path) -> VecDeque<OsString> {
 }
 
 /// Problems of `dir` as the holder of an entry owned by `entry_uid`
-/// (`None`: an entry that does not exist yet).
-fn dir_problems(dir: &Path, entry_uid: Option<u32>, out: &mut Vec<Problem>) {
-    let Ok(meta) = std::fs::metadata(dir) else { return };
+/// (`None`: an entry that does not exist yet). Whether `dir` is safe for
+/// any entry: owned by root and writable by nobody else.
+fn dir_problems(dir: &Path, entry_uid: Option<u32>, out: &mut Vec<Problem>) -> bool {
+    let Ok(meta) = std::fs::metadata(dir) else { return false };
     let mut why = Vec::new();
     if meta.uid() != 0 {
         why.push(format!("owned by uid {}, not root", meta.uid()));
     }
     let sticky = meta.mode() & 0o1000 != 0;
-    if let Some(w) = writable(meta.mode())
+    let writable = writable(meta.mode());
+    let safe_for_any = why.is_empty() && writable.is_none();
+    if let Some(w) = writable
         && !(sticky && entry_uid == Some(0))
     {
         why.push(if sticky { format!("{w}, and the entry in it is not owned by root") } else { w });
@@ -112,6 +140,7 @@ fn dir_problems(dir: &Path, entry_uid: Option<u32>, out: &mut Vec<Problem>) {
     if !why.is_empty() && !out.iter().any(|p| p.at == dir) {
         out.push(Problem { at: dir.to_path_buf(), why: format!("directory {}", why.join(", ")) });
     }
+    safe_for_any
 }
 
 /// "writable by group and others (mode 0777)", or `None`.
@@ -141,13 +170,15 @@ pub struct Safety {
     enabled: bool,
     allow: bool,
     seen: HashSet<PathBuf>,
+    /// Directories already walked and found safe.
+    clean: HashSet<PathBuf>,
 }
 
 impl Safety {
     /// Checks only when runner runs as root. With `allow`
     /// (`--allow-insecure`), problems are warnings instead of errors.
     pub fn new(allow: bool) -> Safety {
-        Safety { enabled: rustix::process::geteuid().is_root(), allow, seen: HashSet::new() }
+        Safety { enabled: rustix::process::geteuid().is_root(), allow, seen: HashSet::new(), clean: HashSet::new() }
     }
 
     pub fn enabled(&self) -> bool {
@@ -159,7 +190,7 @@ impl Safety {
         if !self.enabled || !self.seen.insert(path.to_path_buf()) {
             return;
         }
-        let problems = check_path(path);
+        let problems = check_path_with(path, &mut self.clean);
         if problems.is_empty() {
             return;
         }
