@@ -1,22 +1,31 @@
-//! The journal (`state.json`): the last run of this chain — run id,
-//! iteration, try, which tasks finished and how, the attempt-key counters —
-//! and the run-once markers of every task directory that used this state
-//! directory.
+//! The journal: the last run of this chain — run id, iteration, try, which
+//! tasks finished and how, the attempt-key counters — and the run-once
+//! markers of every task directory that used this state directory.
 //!
-//! It is replaced atomically at every task start and end. Durable commits
-//! (data sync, rename, directory sync) happen only at a run's start, at
-//! each task's end and at the run's end; nothing else is synced. A kill at
-//! any instant leaves either the old or the new file, both of which load.
+//! It is append-only: every change is one record appended to `state.log`
+//! (`CRC32 JSON\n`, numbered), and a task's end is that append plus one
+//! `fdatasync` — no rename, no directory sync, and the same few hundred
+//! bytes whatever the chain's length. A run's start and end are one synced
+//! append each; a task's start and a new iteration are appended without a
+//! sync. `state.json` is a snapshot of the whole state with the number of
+//! the last record it holds: rewritten (not synced) when a run ends, and
+//! durably, with the log truncated, when the log passes [`COMPACT_AT`].
+//! Loading reads the snapshot and replays the newer records up to the last
+//! whole one: a torn or corrupt tail (a kill mid-append, power loss) is
+//! ignored and cut off. A kill at any instant leaves something that loads,
+//! and no task end that was synced is lost.
 //!
 //! The run-once markers have a second durable copy, `markers.json`,
-//! written whenever they change; a journal that does not load is recovered
+//! written whenever they change; a snapshot that does not load is recovered
 //! from it with a warning, and when neither loads runner refuses to run
 //! (exit 74) rather than run a once-task a second time.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::fs::File;
 use std::io;
 use std::path::Path;
 
+use rustix::fs::OFlags;
 use serde::{Deserialize, Serialize};
 
 use super::dir::StateDir;
@@ -25,16 +34,22 @@ use crate::error::{Error, Result};
 use crate::settings::config::RunMode;
 
 pub const STATE_FILE: &str = "state.json";
+pub const LOG_FILE: &str = "state.log";
 pub const MARKERS_FILE: &str = "markers.json";
+
+/// The log is compacted into the snapshot once it is this long.
+pub const COMPACT_AT: u64 = 1 << 20;
 
 /// The journal: the last run of this chain, and the run-once markers.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct State {
     pub version: u32,
+    /// The number of the last log record this state holds.
+    #[serde(default)]
+    pub seq: u64,
     /// The (canonical) task directory whose run `run` is.
     pub task_dir: String,
-    /// Written by [`State::to_json`].
-    #[serde(skip_serializing, default)]
+    #[serde(default)]
     pub run: Option<Run>,
     /// Run-once markers per task directory.
     #[serde(default)]
@@ -129,8 +144,7 @@ pub struct Run {
     pub halting: bool,
     /// Each task's last result in this run, whether it is done in this
     /// iteration and how often it succeeded in it (for attempt keys).
-    /// Written by [`State::save`] from its cached JSON.
-    #[serde(skip_serializing, default)]
+    #[serde(default)]
     pub tasks: TaskTable,
 }
 
@@ -167,17 +181,11 @@ impl From<TaskRecord> for (String, u64, u32, u64, u8) {
     }
 }
 
-/// The per-task records of a run, in the order tasks first finished, with
-/// their JSON object kept ready. The journal is rewritten at every task
-/// start and end; re-serializing every record each time made a chain of n
-/// tasks cost O(n²). Appending a task's record now appends its fragment;
-/// only changing an earlier one (a retry, a new iteration) rebuilds it.
+/// The per-task records of a run, in the order tasks first finished.
 #[derive(Clone, Debug, Default)]
 pub struct TaskTable {
     rows: Vec<(String, TaskRecord)>,
-    index: std::collections::HashMap<String, usize>,
-    /// `{"task":[...],...}`
-    json: String,
+    index: HashMap<String, usize>,
 }
 
 impl TaskTable {
@@ -193,58 +201,32 @@ impl TaskTable {
         self.rows.is_empty()
     }
 
-    /// Sets a task's record: an append when it is new, a rebuild otherwise.
+    /// Sets a task's record.
     pub fn set(&mut self, task: &str, rec: TaskRecord) {
         match self.index.get(task) {
-            Some(&i) => {
-                self.rows[i].1 = rec;
-                self.rebuild();
-            }
+            Some(&i) => self.rows[i].1 = rec,
             None => {
                 self.index.insert(task.to_string(), self.rows.len());
-                if self.json.len() > 2 {
-                    self.json.pop();
-                    self.json.push(',');
-                } else {
-                    self.json.clear();
-                    self.json.push('{');
-                }
-                push_fragment(&mut self.json, task, &rec);
-                self.json.push('}');
                 self.rows.push((task.to_string(), rec));
             }
         }
     }
 
-    /// Changes every record (a new iteration, a restart), then rebuilds.
+    /// Changes every record (a new iteration, a restart).
     pub fn update_all(&mut self, mut f: impl FnMut(&str, &mut TaskRecord)) {
         self.rows.iter_mut().for_each(|(name, r)| f(name, r));
-        self.rebuild();
-    }
-
-    fn rebuild(&mut self) {
-        self.json.clear();
-        self.json.push('{');
-        for (i, (task, rec)) in self.rows.iter().enumerate() {
-            if i > 0 {
-                self.json.push(',');
-            }
-            push_fragment(&mut self.json, task, rec);
-        }
-        self.json.push('}');
-    }
-
-    /// The JSON object of all records.
-    pub fn json(&self) -> &str {
-        if self.json.is_empty() { "{}" } else { &self.json }
     }
 }
 
-fn push_fragment(out: &mut String, task: &str, rec: &TaskRecord) {
-    out.push_str(&serde_json::to_string(task).unwrap_or_else(|_| "\"\"".into()));
-    out.push(':');
-    let tuple: (String, u64, u32, u64, u8) = rec.clone().into();
-    out.push_str(&serde_json::to_string(&tuple).unwrap_or_else(|_| "null".into()));
+impl Serialize for TaskTable {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut m = s.serialize_map(Some(self.rows.len()))?;
+        for (task, rec) in &self.rows {
+            m.serialize_entry(task, rec)?;
+        }
+        m.end()
+    }
 }
 
 impl<'de> Deserialize<'de> for TaskTable {
@@ -254,10 +236,8 @@ impl<'de> Deserialize<'de> for TaskTable {
         let mut table = TaskTable::default();
         for (task, v) in map {
             let rec: TaskRecord = serde_json::from_value(v).map_err(serde::de::Error::custom)?;
-            table.index.insert(task.clone(), table.rows.len());
-            table.rows.push((task, rec));
+            table.set(&task, rec);
         }
-        table.rebuild();
         Ok(table)
     }
 }
@@ -278,6 +258,49 @@ pub struct Failure {
     pub how: Option<String>,
 }
 
+/// One change to the state, as appended to the log.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+enum Op {
+    /// A run starts (or resumes: `same` keeps the task table).
+    Begin { task_dir: String, run_id: String, pid: u32, iteration: u64, try_num: u32, same: bool, at: String },
+    Iteration { iteration: u64, try_num: u32, at: String },
+    Start { task: String, try_num: u32, attempt_key: String, at: String },
+    End {
+        task: String,
+        rec: TaskRecord,
+        failure: Option<Failure>,
+        /// The run's try number after this end.
+        try_num: u32,
+        retry_at: Option<String>,
+        /// Every other task is no longer done (a retry from the start).
+        reset_done: bool,
+        /// The run ends with this code (and halts when `halting`).
+        end: Option<(i32, bool)>,
+        mark: Option<Mark>,
+        at: String,
+    },
+    Halting { code: i32, at: String },
+    Finish { status: Status, code: i32, at: String },
+    Forget { task_dir: String, task: String },
+}
+
+/// A run-once marker set by a task's end.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Mark {
+    task_dir: String,
+    /// The boot id for `once-per-boot`; none for `once`.
+    boot: Option<String>,
+}
+
+/// A numbered record of the log.
+#[derive(Serialize, Deserialize)]
+struct Record {
+    seq: u64,
+    #[serde(flatten)]
+    op: Op,
+}
+
 impl State {
     fn parse(bytes: &[u8]) -> serde_json::Result<State> {
         let mut s: State = serde_json::from_slice(bytes)?;
@@ -289,11 +312,125 @@ impl State {
         Ok(s)
     }
 
+    /// Applies one change (when appending, and when replaying the log).
+    fn apply(&mut self, op: &Op) {
+        match op {
+            Op::Begin { task_dir, run_id, pid, iteration, try_num, same, at } => {
+                let keep = self.run.take().filter(|_| *same);
+                let (started_at, tasks, last_failure) = match keep {
+                    Some(old) => (old.started_at, old.tasks, old.last_failure),
+                    None => (at.clone(), TaskTable::default(), None),
+                };
+                self.version = 2;
+                self.task_dir = task_dir.clone();
+                self.run = Some(Run {
+                    run_id: run_id.clone(),
+                    status: Status::Running,
+                    pid: *pid,
+                    started_at,
+                    updated_at: at.clone(),
+                    iteration: *iteration,
+                    try_num: *try_num,
+                    current: None,
+                    next_retry_at: None,
+                    last_failure,
+                    exit_code: None,
+                    halting: false,
+                    tasks,
+                });
+            }
+            Op::Iteration { iteration, try_num, at } => {
+                if let Some(run) = self.run_at(at) {
+                    run.iteration = *iteration;
+                    run.try_num = *try_num;
+                    run.tasks.update_all(|_, r| {
+                        r.done = false;
+                        r.successes = 0;
+                    });
+                    run.next_retry_at = None;
+                }
+            }
+            Op::Start { task, try_num, attempt_key, at } => {
+                if let Some(run) = self.run_at(at) {
+                    run.try_num = *try_num;
+                    run.next_retry_at = None;
+                    let current = Current {
+                        task: task.clone(),
+                        try_num: *try_num,
+                        attempt_key: attempt_key.clone(),
+                        started_at: at.clone(),
+                    };
+                    run.current = Some(current);
+                }
+            }
+            Op::End { .. } => self.apply_end(op),
+            Op::Halting { code, at } | Op::Finish { code, at, .. } => {
+                let status = match op {
+                    Op::Finish { status, .. } => *status,
+                    _ => Status::Finished,
+                };
+                if let Some(run) = self.run_at(at) {
+                    run.status = status;
+                    run.exit_code = Some(*code);
+                    run.halting |= matches!(op, Op::Halting { .. });
+                    run.current = None;
+                    run.next_retry_at = None;
+                }
+            }
+            Op::Forget { task_dir, task } => {
+                if let Some(m) = self.markers.get_mut(task_dir) {
+                    m.once.remove(task);
+                    m.once_per_boot.remove(task);
+                }
+                self.markers.retain(|_, m| !m.is_empty());
+            }
+        }
+    }
+
+    fn apply_end(&mut self, op: &Op) {
+        let Op::End { task, rec, failure, try_num, retry_at, reset_done, end, mark, at } = op else { return };
+        if let Some(run) = self.run_at(at) {
+            run.current = None;
+            run.try_num = *try_num;
+            if failure.is_some() {
+                run.last_failure = failure.clone();
+            }
+            if retry_at.is_some() {
+                run.next_retry_at = retry_at.clone();
+            }
+            if *reset_done {
+                run.tasks.update_all(|_, r| r.done = false);
+            }
+            if let Some((code, halting)) = end {
+                run.status = Status::Finished;
+                run.exit_code = Some(*code);
+                run.halting = *halting;
+            }
+            run.tasks.set(task, rec.clone());
+        }
+        if let Some(m) = mark {
+            let markers = self.markers.entry(m.task_dir.clone()).or_default();
+            match &m.boot {
+                Some(boot) => markers.once_per_boot.insert(task.clone(), boot.clone()),
+                None => markers.once.insert(task.clone(), at.clone()),
+            };
+        }
+    }
+
+    fn run_at(&mut self, at: &str) -> Option<&mut Run> {
+        let run = self.run.as_mut()?;
+        run.updated_at = at.to_string();
+        Some(run)
+    }
+
     /// Reads the journal for `--status` and `--dry-run`: never writes, never
     /// fails. A journal that is missing or does not load reads as empty.
     pub fn load_readonly(dir: &Path) -> State {
         let Ok(d) = StateDir::open(dir) else { return State::default() };
         let mut state = d.read(STATE_FILE).ok().flatten().and_then(|b| State::parse(&b).ok()).unwrap_or_default();
+        if let Ok(Some(log)) = d.read(LOG_FILE) {
+            state.replay(&log);
+        }
         if let Some(file) =
             d.read(MARKERS_FILE).ok().flatten().and_then(|b| serde_json::from_slice::<MarkersFile>(&b).ok())
         {
@@ -302,27 +439,50 @@ impl State {
         state
     }
 
+    /// Applies the log's records newer than the state, up to the last whole
+    /// one. Returns the length of the whole records (where a torn or corrupt
+    /// tail starts).
+    fn replay(&mut self, log: &[u8]) -> u64 {
+        let mut good = 0;
+        for line in log.split_inclusive(|&b| b == b'\n') {
+            let Some(record) = parse_record(line) else { break };
+            if record.seq > self.seq {
+                self.apply(&record.op);
+                self.seq = record.seq;
+            }
+            good += line.len() as u64;
+        }
+        good
+    }
+
     /// The markers of one task directory.
     pub fn markers_of(&self, task_dir: &str) -> Markers {
         self.markers.get(task_dir).cloned().unwrap_or_default()
     }
 
-    /// The journal as JSON. `run` and its `tasks` are spliced in by hand so
-    /// that the task table's cached JSON is copied, not re-serialized.
+    /// The whole state as JSON (the snapshot).
     pub fn to_json(&self) -> io::Result<Vec<u8>> {
         let mut bytes = serde_json::to_vec(self).map_err(io::Error::other)?;
-        if let Some(run) = &self.run {
-            bytes.pop();
-            bytes.extend_from_slice(b",\"run\":");
-            let run_bytes = serde_json::to_vec(run).map_err(io::Error::other)?;
-            bytes.extend_from_slice(&run_bytes[..run_bytes.len() - 1]);
-            bytes.extend_from_slice(b",\"tasks\":");
-            bytes.extend_from_slice(run.tasks.json().as_bytes());
-            bytes.extend_from_slice(b"}}");
-        }
         bytes.push(b'\n');
         Ok(bytes)
     }
+}
+
+/// One log line: `CRC32 JSON\n`, whole and intact, or `None`.
+fn parse_record(line: &[u8]) -> Option<Record> {
+    let body = line.strip_suffix(b"\n")?;
+    let (crc, json) = (body.get(..8)?, body.get(9..)?);
+    let crc = u32::from_str_radix(std::str::from_utf8(crc).ok()?, 16).ok()?;
+    (crc32fast::hash(json) == crc).then(|| serde_json::from_slice(json).ok()).flatten()
+}
+
+/// A record as a log line.
+fn format_record(record: &Record) -> io::Result<Vec<u8>> {
+    let json = serde_json::to_vec(record).map_err(io::Error::other)?;
+    let mut line = format!("{:08x} ", crc32fast::hash(&json)).into_bytes();
+    line.extend_from_slice(&json);
+    line.push(b'\n');
+    Ok(line)
 }
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`).
@@ -389,6 +549,38 @@ mod tests {
         assert_eq!(back.markers, s.markers);
         Ok(())
     }
+
+    #[test]
+    fn replay_stops_at_a_torn_or_corrupt_record() -> TestResult {
+        let op = |i: u64| Op::Start { task: format!("t{i}"), try_num: 1, attempt_key: "k".into(), at: "x".into() };
+        let begin = Op::Begin {
+            task_dir: "/t".into(),
+            run_id: "r".into(),
+            pid: 1,
+            iteration: 1,
+            try_num: 1,
+            same: false,
+            at: "x".into(),
+        };
+        let mut log = format_record(&Record { seq: 1, op: begin })?;
+        log.extend(format_record(&Record { seq: 2, op: op(2) })?);
+        let whole = log.len() as u64;
+        let mut torn = format_record(&Record { seq: 3, op: op(3) })?;
+        torn.truncate(torn.len() - 5);
+        log.extend(&torn);
+        let mut s = State::default();
+        assert_eq!(s.replay(&log), whole);
+        assert_eq!(s.run.as_ref().and_then(|r| r.current.as_ref()).map(|c| c.task.as_str()), Some("t2"));
+        // A flipped byte fails the checksum.
+        let mut bad = format_record(&Record { seq: 1, op: op(1) })?;
+        bad[12] ^= 1;
+        assert_eq!(State::default().replay(&bad), 0);
+        // Records the snapshot already holds are skipped.
+        let mut s = State { seq: 2, ..State::default() };
+        s.replay(&log);
+        assert!(s.run.is_none());
+        Ok(())
+    }
 }
 
 /// Where a run is: owned by the chain, saved to the journal and loaded from
@@ -429,6 +621,9 @@ impl Cursor {
 pub struct Journal {
     pub dir: StateDir,
     pub state: State,
+    /// The log, open for appending.
+    log: File,
+    log_len: u64,
     /// The canonical task directory of this chain.
     task_dir: String,
     boot_id: String,
@@ -441,69 +636,48 @@ fn now() -> String {
 
 impl Journal {
     /// Creates the state directory (0700; as root, refused with 77 when
-    /// another user could steer it), takes the lock and loads the journal
-    /// and the markers' copy, recovering one from the other. When neither
-    /// loads and `has_run_once` (the chain has run-once tasks whose markers
-    /// would be lost), refuses with 74.
+    /// another user could steer it), takes the lock and loads the snapshot,
+    /// the log and the markers' copy, recovering one from the other. When
+    /// neither the snapshot nor the copy loads and `has_run_once` (the chain
+    /// has run-once tasks whose markers would be lost), refuses with 74.
     pub fn open(path: &Path, task_dir: &Path, wait: bool, has_run_once: bool) -> Result<Journal> {
         let dir = StateDir::create(path)?;
         let lock = dir.lock(wait)?;
         dir.remove_stale_temp_files();
-        let state = load(&dir, STATE_FILE, State::parse)?;
-        let copy = load(&dir, MARKERS_FILE, |b| serde_json::from_slice::<MarkersFile>(b))?;
         let base = dir.path.clone();
         let show = |name: &str| base.join(name).display().to_string();
-        let (mut state, copy) = match (state, copy) {
-            (Loaded::Good(s), Loaded::Good(c)) => (s, Some(c)),
-            (Loaded::Good(s), Loaded::Missing) => (s, None),
-            (Loaded::Good(s), Loaded::Broken(e)) => {
-                let aside = dir.move_aside(MARKERS_FILE, "unreadable").unwrap_or_default();
-                crate::logging::warn(&format!(
-                    "{}: cannot load ({e}); moved to {aside} and rewritten from {STATE_FILE}",
-                    show(MARKERS_FILE)
-                ));
-                (s, None)
-            }
-            (Loaded::Missing, Loaded::Good(c)) => (State::default(), Some(c)),
-            (Loaded::Broken(e), Loaded::Good(c)) => {
-                let aside = dir.move_aside(STATE_FILE, "unreadable").unwrap_or_default();
-                crate::logging::warn(&format!(
-                    "{}: cannot load ({e}); moved to {aside}; run-once markers recovered from {}; \
-                     the last run cannot be resumed",
-                    show(STATE_FILE),
-                    show(MARKERS_FILE)
-                ));
-                (State::default(), Some(c))
-            }
-            (Loaded::Missing, Loaded::Missing) => (State::default(), None),
-            (state, copy) => {
-                let msg = format!("{}, and {}", state.describe(&show(STATE_FILE)), copy.describe(&show(MARKERS_FILE)));
-                if has_run_once {
-                    return Err(Error::State(format!(
-                        "{msg}: the run-once markers are lost, and run-once tasks would run again; \
-                         refusing to run. To accept that, move both aside and run again: \
-                         mv {s} {s}.bad; mv {m} {m}.bad",
-                        s = show(STATE_FILE),
-                        m = show(MARKERS_FILE)
-                    )));
-                }
-                crate::logging::warn(&format!(
-                    "{msg}; starting with an empty state (this chain has no run-once tasks)"
-                ));
-                for name in [STATE_FILE, MARKERS_FILE] {
-                    let _ = dir.move_aside(name, "unreadable");
-                }
-                (State::default(), None)
-            }
-        };
-        let file_markers = copy.map(|c| c.markers).unwrap_or_default();
+        let io_err = |name: &str, e: io::Error| Error::State(format!("{}: {e}", show(name)));
+        let (mut state, file_markers) = recover(&dir, has_run_once)?;
+        let log_bytes = dir.read(LOG_FILE).map_err(|e| io_err(LOG_FILE, e))?.unwrap_or_default();
+        let good = state.replay(&log_bytes);
         absorb_all(&mut state.markers, &file_markers);
-        let journal =
-            Journal { dir, state, task_dir: task_dir.to_string_lossy().into_owned(), boot_id: boot_id(), _lock: lock };
+        let log = dir
+            .open_file(LOG_FILE, OFlags::WRONLY | OFlags::CREATE, 0o600)
+            .map_err(|e| io_err(LOG_FILE, e))?;
+        if good < log_bytes.len() as u64 {
+            crate::logging::warn(&format!(
+                "{}: ignored a torn or corrupt tail of {} bytes (a write cut short)",
+                show(LOG_FILE),
+                log_bytes.len() as u64 - good
+            ));
+            log.set_len(good).map_err(|e| io_err(LOG_FILE, e))?;
+        }
+        let mut journal = Journal {
+            dir,
+            state,
+            log,
+            log_len: good,
+            task_dir: task_dir.to_string_lossy().into_owned(),
+            boot_id: boot_id(),
+            _lock: lock,
+        };
         // The copy is kept equal to the journal's markers (and exists, so
         // that a lost journal can always be told from one that had none).
         if file_markers != journal.state.markers || !journal.dir.path.join(MARKERS_FILE).exists() {
-            journal.save_markers().map_err(|e| Error::State(format!("{}: cannot write: {e}", show(MARKERS_FILE))))?;
+            journal.save_markers().map_err(|e| io_err(MARKERS_FILE, e))?;
+        }
+        if journal.log_len >= COMPACT_AT {
+            journal.compact().map_err(|e| io_err(STATE_FILE, e))?;
         }
         Ok(journal)
     }
@@ -516,9 +690,26 @@ impl Journal {
         self.dir.replace(MARKERS_FILE, &bytes, true)
     }
 
-    /// Writes the journal; `durable` makes it a durable commit.
-    fn commit(&self, durable: bool) -> io::Result<()> {
-        self.dir.replace(STATE_FILE, &self.state.to_json()?, durable)
+    /// Applies `op` and appends it to the log; `durable` syncs the log's
+    /// data (one `fdatasync`: the file only grows, so no directory sync).
+    fn record(&mut self, op: Op, durable: bool) -> io::Result<()> {
+        self.state.apply(&op);
+        self.state.seq += 1;
+        let line = format_record(&Record { seq: self.state.seq, op })?;
+        std::os::unix::fs::FileExt::write_all_at(&self.log, &line, self.log_len)?;
+        self.log_len += line.len() as u64;
+        if durable {
+            self.log.sync_data()?;
+        }
+        Ok(())
+    }
+
+    /// Writes the whole state as the snapshot, durably, and empties the log.
+    fn compact(&mut self) -> io::Result<()> {
+        self.dir.replace(STATE_FILE, &self.state.to_json()?, true)?;
+        self.log.set_len(0)?;
+        self.log_len = 0;
+        Ok(())
     }
 
     /// The unfinished run of this chain that `--resume` would continue, if
@@ -543,82 +734,50 @@ impl Journal {
             iteration: run.iteration,
             try_num: run.try_num,
             done: run.tasks.iter().filter(|(_, r)| r.done).map(|(t, _)| t.clone()).collect(),
-            successes: run
-                .tasks
-                .iter()
-                .filter(|(_, r)| r.successes > 0)
-                .map(|(t, r)| (t.clone(), r.successes))
-                .collect(),
+            successes: run.tasks.iter().filter(|(_, r)| r.successes > 0).map(|(t, r)| (t.clone(), r.successes)).collect(),
         })
     }
 
     /// Records the start of a run (durable).
     pub fn begin(&mut self, c: &Cursor) -> io::Result<()> {
-        let same = self.state.task_dir == self.task_dir;
-        let (started_at, tasks, last_failure) = match &self.state.run {
-            Some(old) if same && old.run_id == c.run_id => {
-                (old.started_at.clone(), old.tasks.clone(), old.last_failure.clone())
-            }
-            _ => (now(), TaskTable::default(), None),
-        };
-        self.state.version = 2;
-        self.state.task_dir = self.task_dir.clone();
-        self.state.run = Some(Run {
+        let same = self.state.task_dir == self.task_dir
+            && self.state.run.as_ref().is_some_and(|old| old.run_id == c.run_id);
+        let op = Op::Begin {
+            task_dir: self.task_dir.clone(),
             run_id: c.run_id.clone(),
-            status: Status::Running,
             pid: std::process::id(),
-            started_at,
-            updated_at: now(),
             iteration: c.iteration,
             try_num: c.try_num,
-            current: None,
-            next_retry_at: None,
-            last_failure,
-            exit_code: None,
-            halting: false,
-            tasks,
-        });
-        self.commit(true)
-    }
-
-    fn run_mut(&mut self) -> Option<&mut Run> {
-        let run = self.state.run.as_mut()?;
-        run.updated_at = now();
-        Some(run)
+            same,
+            at: now(),
+        };
+        self.record(op, true)
     }
 
     /// A new iteration begins: nothing done yet, try 1 (not durable: the
     /// journal of a finished iteration already says every task is done).
+    /// A log past [`COMPACT_AT`] is compacted here, so that a chain looping
+    /// forever keeps a bounded journal.
     pub fn iteration(&mut self, c: &Cursor) -> io::Result<()> {
-        if let Some(run) = self.run_mut() {
-            run.iteration = c.iteration;
-            run.try_num = c.try_num;
-            run.tasks.update_all(|_, r| {
-                r.done = false;
-                r.successes = 0;
-            });
-            run.next_retry_at = None;
+        self.record(Op::Iteration { iteration: c.iteration, try_num: c.try_num, at: now() }, false)?;
+        if self.log_len >= COMPACT_AT {
+            self.compact()?;
         }
-        self.commit(false)
+        Ok(())
     }
 
     /// A task starts (not durable).
     pub fn task_start(&mut self, task: &str, try_num: u32, attempt_key: &str) -> io::Result<()> {
-        if let Some(run) = self.run_mut() {
-            run.try_num = try_num;
-            run.next_retry_at = None;
-            run.current =
-                Some(Current { task: task.into(), try_num, attempt_key: attempt_key.into(), started_at: now() });
-        }
-        self.commit(false)
+        let op = Op::Start { task: task.into(), try_num, attempt_key: attempt_key.into(), at: now() };
+        self.record(op, false)
     }
 
-    /// A task ended (durable), with `c` already moved on past it: the task's
-    /// record takes its counters from the cursor as they are. `failure`
-    /// becomes the last failure. `next` records a coming retry, a run-once
-    /// marker, or that the run ends (halt, give up, stop) — before the halt
-    /// task runs, so a machine that halts is never resumed into the same
-    /// halt.
+    /// A task ended (durable: one appended record, one data sync), with `c`
+    /// already moved on past it: the task's record takes its counters from
+    /// the cursor as they are. `failure` becomes the last failure. `next`
+    /// records a coming retry, a run-once marker, or that the run ends
+    /// (halt, give up, stop) — before the halt task runs, so a machine that
+    /// halts is never resumed into the same halt.
     pub fn task_end(
         &mut self,
         c: &Cursor,
@@ -627,64 +786,55 @@ impl Journal {
         failure: Option<Failure>,
         next: TaskEnd,
     ) -> io::Result<()> {
-        let boot = self.boot_id.clone();
         let ok = rec.result == "OK";
-        if let Some(run) = self.run_mut() {
-            run.current = None;
-            run.try_num = c.try_num;
-            let mut rec = rec;
-            rec.successes = c.successes_of(task);
-            rec.done = c.done.contains(task);
-            if failure.is_some() {
-                run.last_failure = failure;
+        let rec = TaskRecord { successes: c.successes_of(task), done: c.done.contains(task), ..rec };
+        let mark = match next {
+            TaskEnd::Once if ok && !self.already_ran(task, RunMode::Once) => {
+                Some(Mark { task_dir: self.task_dir.clone(), boot: None })
             }
-            if let TaskEnd::Retry { at } = &next {
-                run.next_retry_at = Some(at.clone());
-                run.tasks.update_all(|name, r| r.done = c.done.contains(name));
+            TaskEnd::OncePerBoot if ok && !self.already_ran(task, RunMode::OncePerBoot) => {
+                Some(Mark { task_dir: self.task_dir.clone(), boot: Some(self.boot_id.clone()) })
             }
-            if let TaskEnd::Final(code) | TaskEnd::Halting(code) = next {
-                run.status = Status::Finished;
-                run.exit_code = Some(code);
-                run.halting = matches!(next, TaskEnd::Halting(_));
-            }
-            run.tasks.set(task, rec);
-        }
-        let markers = self.state.markers.entry(self.task_dir.clone()).or_default();
-        let marked = match next {
-            TaskEnd::Once if ok => markers.once.insert(task.into(), now()).is_none(),
-            TaskEnd::OncePerBoot if ok => markers.once_per_boot.insert(task.into(), boot.clone()) != Some(boot),
-            _ => false,
+            _ => None,
         };
-        // The copy first: a crash between the two leaves the marker in one
-        // of them, and the two are merged at open.
-        if marked {
+        let op = Op::End {
+            task: task.into(),
+            rec,
+            failure,
+            try_num: c.try_num,
+            retry_at: match &next {
+                TaskEnd::Retry { at } => Some(at.clone()),
+                _ => None,
+            },
+            reset_done: matches!(next, TaskEnd::Retry { .. }) && c.done.is_empty(),
+            end: match next {
+                TaskEnd::Final(code) => Some((code, false)),
+                TaskEnd::Halting(code) => Some((code, true)),
+                _ => None,
+            },
+            mark: mark.clone(),
+            at: now(),
+        };
+        self.record(op, true)?;
+        // The copy too: a crash between the two leaves the marker in one of
+        // them, and the two are merged at open.
+        if mark.is_some() {
             self.save_markers()?;
         }
-        self.commit(true)
+        Ok(())
     }
 
     /// The run ends by halting (`-H` after the last iteration): recorded
     /// durably before the halt task starts.
     pub fn halting(&mut self, code: i32) -> io::Result<()> {
-        if let Some(run) = self.run_mut() {
-            run.status = Status::Finished;
-            run.exit_code = Some(code);
-            run.halting = true;
-            run.current = None;
-            run.next_retry_at = None;
-        }
-        self.commit(true)
+        self.record(Op::Halting { code, at: now() }, true)
     }
 
-    /// The run ended (durable).
+    /// The run ended (durable), and the snapshot is brought up to date (not
+    /// synced: the log already holds every change).
     pub fn finish(&mut self, status: Status, code: i32) -> io::Result<()> {
-        if let Some(run) = self.run_mut() {
-            run.status = status;
-            run.exit_code = Some(code);
-            run.current = None;
-            run.next_retry_at = None;
-        }
-        self.commit(true)
+        self.record(Op::Finish { status, code, at: now() }, true)?;
+        self.dir.replace(STATE_FILE, &self.state.to_json()?, false)
     }
 
     /// Whether a run-once task already succeeded (on this machine, or in
@@ -695,12 +845,13 @@ impl Journal {
 
     /// Forgets the run-once markers of `task`; whether there were any.
     pub fn forget(&mut self, task: &str) -> io::Result<bool> {
-        let Some(m) = self.state.markers.get_mut(&self.task_dir) else { return Ok(false) };
-        let had = m.once.remove(task).is_some() | m.once_per_boot.remove(task).is_some();
+        let had = self.state.markers.get(&self.task_dir).is_some_and(|m| {
+            m.once.contains_key(task) || m.once_per_boot.contains_key(task)
+        });
         if had {
-            self.state.markers.retain(|_, m| !m.is_empty());
+            self.record(Op::Forget { task_dir: self.task_dir.clone(), task: task.into() }, true)?;
             self.save_markers()?;
-            self.commit(true)?;
+            self.dir.replace(STATE_FILE, &self.state.to_json()?, false)?;
         }
         Ok(had)
     }
@@ -722,6 +873,57 @@ impl Journal {
             }
         }
     }
+}
+
+/// The snapshot and the markers' copy, recovering one from the other;
+/// the copy's markers are returned for merging.
+fn recover(dir: &StateDir, has_run_once: bool) -> Result<(State, BTreeMap<String, Markers>)> {
+    let state = load(dir, STATE_FILE, State::parse)?;
+    let copy = load(dir, MARKERS_FILE, |b| serde_json::from_slice::<MarkersFile>(b))?;
+    let show = |name: &str| dir.path.join(name).display().to_string();
+    let (state, copy) = match (state, copy) {
+        (Loaded::Good(s), Loaded::Good(c)) => (s, Some(c)),
+        (Loaded::Good(s), Loaded::Missing) => (s, None),
+        (Loaded::Good(s), Loaded::Broken(e)) => {
+            let aside = dir.move_aside(MARKERS_FILE, "unreadable").unwrap_or_default();
+            crate::logging::warn(&format!(
+                "{}: cannot load ({e}); moved to {aside} and rewritten from {STATE_FILE}",
+                show(MARKERS_FILE)
+            ));
+            (s, None)
+        }
+        (Loaded::Missing, Loaded::Good(c)) => (State::default(), Some(c)),
+        (Loaded::Broken(e), Loaded::Good(c)) => {
+            let aside = dir.move_aside(STATE_FILE, "unreadable").unwrap_or_default();
+            let _ = dir.move_aside(LOG_FILE, "unreadable");
+            crate::logging::warn(&format!(
+                "{}: cannot load ({e}); moved to {aside}; run-once markers recovered from {}; \
+                 the last run cannot be resumed",
+                show(STATE_FILE),
+                show(MARKERS_FILE)
+            ));
+            (State::default(), Some(c))
+        }
+        (Loaded::Missing, Loaded::Missing) => (State::default(), None),
+        (state, copy) => {
+            let msg = format!("{}, and {}", state.describe(&show(STATE_FILE)), copy.describe(&show(MARKERS_FILE)));
+            if has_run_once {
+                return Err(Error::State(format!(
+                    "{msg}: the run-once markers are lost, and run-once tasks would run again; \
+                     refusing to run. To accept that, move both aside and run again: \
+                     mv {s} {s}.bad; mv {m} {m}.bad",
+                    s = show(STATE_FILE),
+                    m = show(MARKERS_FILE)
+                )));
+            }
+            crate::logging::warn(&format!("{msg}; starting with an empty state (this chain has no run-once tasks)"));
+            for name in [STATE_FILE, LOG_FILE, MARKERS_FILE] {
+                let _ = dir.move_aside(name, "unreadable");
+            }
+            (State::default(), None)
+        }
+    };
+    Ok((state, copy.map(|c| c.markers).unwrap_or_default()))
 }
 
 /// What a task's end means for the journal.
