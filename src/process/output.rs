@@ -207,6 +207,22 @@ impl Terminal {
     }
 }
 
+/// The lines of `data`, each with its newline (the last may lack one),
+/// found with SIMD (memchr): output passes at memory speed.
+fn lines(data: &[u8]) -> impl Iterator<Item = &[u8]> {
+    let mut start = 0;
+    let mut ends = memchr::memchr_iter(b'\n', data);
+    std::iter::from_fn(move || {
+        if start >= data.len() {
+            return None;
+        }
+        let end = ends.next().map_or(data.len(), |i| i + 1);
+        let line = &data[start..end];
+        start = end;
+        Some(line)
+    })
+}
+
 impl Sink for Terminal {
     fn write(&mut self, stream: Stream, data: &[u8]) {
         if self.raw {
@@ -214,7 +230,8 @@ impl Sink for Terminal {
         }
         let start = &mut self.at_line_start[stream as usize];
         self.buf.clear();
-        for line in data.split_inclusive(|&b| b == b'\n') {
+        self.buf.reserve(data.len() + self.prefix.len() * (data.len() / 32 + 2));
+        for line in lines(data) {
             if *start {
                 self.buf.extend_from_slice(&self.prefix);
             }
@@ -267,10 +284,12 @@ impl LogFile {
         self.cut(data)
     }
 
-    /// Keeps the newest half of the cap of (file + data), from a line start
-    /// where one is near, behind a marker line.
+    /// Keeps the newest quarter of the cap of (file + data), from a line
+    /// start where one is near, behind a marker line. (A quarter, not a
+    /// half: each cut copies what it keeps, so a task printing gigabytes
+    /// pays a third more log writes, not twice as many.)
     fn cut(&mut self, data: &[u8]) -> io::Result<()> {
-        let keep = self.cap / 2;
+        let keep = self.cap / 4;
         let total = self.len + data.len() as u64;
         let mut from = total - keep;
         if from < self.len {
@@ -352,7 +371,7 @@ impl Sink for LogSink {
             self.buf.push(b'\n');
             self.open_line = None;
         }
-        for line in data.split_inclusive(|&b| b == b'\n') {
+        for line in lines(data) {
             if self.open_line.is_none() {
                 self.buf.extend_from_slice(stamp.as_bytes());
                 self.buf.extend_from_slice(mark);

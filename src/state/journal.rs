@@ -651,9 +651,14 @@ impl Journal {
         let log_bytes = dir.read(LOG_FILE).map_err(|e| io_err(LOG_FILE, e))?.unwrap_or_default();
         let good = state.replay(&log_bytes);
         absorb_all(&mut state.markers, &file_markers);
+        let existed = !log_bytes.is_empty() || dir.path.join(LOG_FILE).exists();
         let log = dir
             .open_file(LOG_FILE, OFlags::WRONLY | OFlags::CREATE, 0o600)
             .map_err(|e| io_err(LOG_FILE, e))?;
+        if !existed {
+            // A new file's name is durable only with its directory.
+            dir.sync().map_err(|e| io_err(LOG_FILE, e))?;
+        }
         if good < log_bytes.len() as u64 {
             crate::logging::warn(&format!(
                 "{}: ignored a torn or corrupt tail of {} bytes (a write cut short)",
@@ -671,9 +676,11 @@ impl Journal {
             boot_id: boot_id(),
             _lock: lock,
         };
-        // The copy is kept equal to the journal's markers (and exists, so
-        // that a lost journal can always be told from one that had none).
-        if file_markers != journal.state.markers || !journal.dir.path.join(MARKERS_FILE).exists() {
+        // The copy is kept equal to the journal's markers (and, for a chain
+        // with run-once tasks, exists, so that a lost journal can always be
+        // told from one that had none).
+        let missing = has_run_once && !journal.dir.path.join(MARKERS_FILE).exists();
+        if file_markers != journal.state.markers || missing {
             journal.save_markers().map_err(|e| io_err(MARKERS_FILE, e))?;
         }
         if journal.log_len >= COMPACT_AT {
