@@ -26,6 +26,8 @@ struct Try {
     started_at: SystemTime,
     log: Option<(LogSink, PathBuf)>,
     env: Vec<(OsString, OsString)>,
+    /// The task's path, and as text for messages.
+    path: PathBuf,
     what: String,
     tag: String,
 }
@@ -81,11 +83,11 @@ impl Chain<'_> {
     fn prepare(&mut self, p: &Planned) -> Try {
         let file = p.task.file_str.as_str();
         let c = &self.cursor;
-        let key = attempt_key(&c.run_id, c.iteration, &p.task.file, c.successes_of(file));
+        let key = attempt_key(&c.run_id, c.iteration, p.task.file(), c.successes_of(file));
         let (run_id, iteration) = (c.run_id.clone(), c.iteration);
         let (try_num, max_tries) = (c.try_num, p.config.limits.max_tries.value);
         self.save(|j| j.task_start(file, try_num, &key));
-        let log = self.open_log(&p.task.file);
+        let log = self.open_log(p.task.file());
         if let Some((l, _)) = &log {
             l.note(&format!("{file}: try {try_num} of {max_tries}, attempt key {key}"));
         }
@@ -101,8 +103,10 @@ impl Chain<'_> {
             started_at: SystemTime::now(),
             log,
             env: Vec::new(),
-            what: p.task.path.display().to_string(),
+            path: p.task.path(&self.opts.task_dir),
+            what: String::new(),
         };
+        t.what = t.path.display().to_string();
         t.env = self.task_env(p, &t);
         t
     }
@@ -110,7 +114,7 @@ impl Chain<'_> {
     fn job<'t>(&self, p: &'t Planned, t: &'t Try) -> Job<'t> {
         let limits = &p.config.limits;
         Job {
-            argv: command(limits.interpreter.value.as_deref(), p.task.path.as_os_str()),
+            argv: command(limits.interpreter.value.as_deref(), t.path.as_os_str()),
             env: &t.env,
             label: &p.task.name,
             what: &t.what,
@@ -159,13 +163,12 @@ impl Chain<'_> {
         let file = &p.task.file_str;
         match o.next {
             Next::Continue => {
-                self.cursor.done.insert(file.clone());
-                *self.cursor.successes.entry(file.clone()).or_default() += 1;
+                self.cursor.succeeded(file);
             }
             Next::Retry => {
                 self.cursor.try_num += 1;
                 if self.opts.config.runner.retry_from == RetryFrom::Start {
-                    self.cursor.done.clear();
+                    self.cursor.restart();
                 }
             }
             Next::Halt { .. } | Next::Stop { .. } => {}
@@ -246,7 +249,7 @@ impl Chain<'_> {
     fn task_env(&self, p: &Planned, t: &Try) -> Vec<(OsString, OsString)> {
         let mut env = self.opts.env.clone();
         env.extend([
-            ("RUNNER_TASK".into(), p.task.file.clone()),
+            ("RUNNER_TASK".into(), p.task.file().to_os_string()),
             ("RUNNER_TASK_NAME".into(), p.task.name.clone().into()),
             ("RUNNER_TRY_NUM".into(), t.try_num.to_string().into()),
             ("RUNNER_MAX_TRIES".into(), p.config.limits.max_tries.value.to_string().into()),

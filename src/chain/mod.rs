@@ -75,7 +75,7 @@ pub fn run(
         journal,
         spawner,
         cursor,
-        tasks: Rc::new(opts.tasks.clone()),
+        tasks: Rc::clone(&opts.tasks),
         log_dir: None,
         save_failed: false,
     };
@@ -102,7 +102,7 @@ fn start_cursor(journal: &Journal, resume: bool) -> (Cursor, bool) {
                 c.run_id,
                 c.iteration,
                 c.try_num,
-                c.done.len()
+                c.done_count()
             ));
             (c, true)
         }
@@ -224,7 +224,7 @@ impl Chain<'_> {
             }
             let p = &tasks[i];
             let file = p.task.file_str.as_str();
-            if self.cursor.done.contains(file) {
+            if self.cursor.is_done(file) {
                 // Done before a resume: counts as progress, not as a skip.
                 ran_any = true;
                 i += 1;

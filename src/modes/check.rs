@@ -99,7 +99,7 @@ fn plan<'a>(opts: &'a Settings, journal: &State, state_dir: &std::path::Path) ->
         .iter()
         .map(|(file, why)| SkipPlan { file: file.to_string_lossy().into_owned(), reason: why.describe() })
         .collect();
-    for p in &opts.tasks {
+    for p in opts.tasks.iter() {
         let l = &p.config.limits;
         let file = p.task.file_str.as_str();
         let mode = p.config.run.value;
@@ -111,7 +111,7 @@ fn plan<'a>(opts: &'a Settings, journal: &State, state_dir: &std::path::Path) ->
         tasks.push(TaskPlan {
             file,
             name: &p.task.name,
-            path: p.task.path.to_string_lossy().into_owned(),
+            path: p.task.path(&opts.task_dir).to_string_lossy().into_owned(),
             max_time: Setting::of(ini, &l.max_time, secs),
             max_tries: Setting::of(ini, &l.max_tries, |n| *n),
             sleep_time: Setting::of(ini, &l.sleep_time, secs),

@@ -48,18 +48,30 @@ pub type Skipped = (OsString, SkipReason);
 /// One task of the chain.
 #[derive(Clone, Debug)]
 pub struct Task {
-    /// The file name as found in TASKDIR (may be non-UTF-8).
-    pub file: OsString,
-    pub path: PathBuf,
     /// The file name for messages, JSON and journal keys: the name itself
     /// when it is UTF-8, else with each invalid byte written as `\xNN`
     /// (distinct names stay distinct).
     pub file_str: String,
+    /// The file name's bytes, kept only when they are not UTF-8 (a chain
+    /// of 10,000 tasks keeps one copy of each name, not two).
+    raw: Option<OsString>,
     /// The name per SPEC §3 (`3-check-ami.sh` → `check-ami`).
     pub name: String,
     /// Whether the file has an execute bit (broken symlinks count as
     /// executable: they fail at spawn time and are retried).
     pub executable: bool,
+}
+
+impl Task {
+    /// The file name as found in TASKDIR (may be non-UTF-8).
+    pub fn file(&self) -> &OsStr {
+        self.raw.as_deref().unwrap_or(OsStr::new(&self.file_str))
+    }
+
+    /// The task's path in `dir` (its task directory).
+    pub fn path(&self, dir: &Path) -> PathBuf {
+        dir.join(self.file())
+    }
 }
 
 /// Whether a file name is skipped by the name filters.
@@ -110,7 +122,8 @@ pub fn discover(dir: &Path, halt_task: &str) -> io::Result<(Vec<Task>, Vec<Skipp
         };
         let file_str = display_name(&file);
         let name = task_name(&file_str);
-        tasks.push(Task { file, path, file_str, name, executable });
+        let raw = (file.to_str() != Some(file_str.as_str())).then_some(file);
+        tasks.push(Task { file_str, raw, name, executable });
     }
     Ok((tasks, skipped))
 }
@@ -170,9 +183,9 @@ pub enum Lookup {
 }
 
 impl NameIndex {
-    pub fn new(tasks: &[Task]) -> NameIndex {
+    pub fn new<'t>(tasks: impl IntoIterator<Item = &'t Task>) -> NameIndex {
         let mut idx = NameIndex { by_file: HashMap::new(), by_name: HashMap::new(), by_reference: HashMap::new() };
-        for (i, t) in tasks.iter().enumerate() {
+        for (i, t) in tasks.into_iter().enumerate() {
             idx.by_file.insert(t.file_str.clone(), i);
             idx.by_name.entry(t.name.clone()).or_default().push(i);
             let r = reference_name(&t.file_str);
@@ -220,7 +233,7 @@ impl NameIndex {
                         format!(
                             "section [{}] is ambiguous: it names {}; use the file name as the section name",
                             s.name,
-                            self.files(tasks, ids)
+                            self.files(|i| tasks[i].file_str.as_str(), ids)
                         ),
                     );
                 } else {
@@ -248,8 +261,8 @@ impl NameIndex {
         out
     }
 
-    pub fn files(&self, tasks: &[Task], ids: &[usize]) -> String {
-        ids.iter().map(|&i| tasks[i].file_str.as_str()).collect::<Vec<_>>().join(" and ")
+    pub fn files<'t>(&self, file: impl Fn(usize) -> &'t str, ids: &[usize]) -> String {
+        ids.iter().map(|&i| file(i)).collect::<Vec<_>>().join(" and ")
     }
 }
 

@@ -34,7 +34,7 @@ use safety::Safety;
 #[derive(Clone, Debug)]
 pub struct Planned {
     pub task: Task,
-    pub config: TaskConfig,
+    pub config: std::rc::Rc<TaskConfig>,
 }
 
 /// Everything a run needs, resolved and validated.
@@ -42,8 +42,8 @@ pub struct Planned {
 pub struct Settings {
     pub config: Config,
     pub task_dir: PathBuf,
-    /// Tasks in run order.
-    pub tasks: Vec<Planned>,
+    /// Tasks in run order (shared with the chain, not copied).
+    pub tasks: std::rc::Rc<Vec<Planned>>,
     pub skipped: Vec<Skipped>,
     pub halt_task: PathBuf,
     /// Iterations; `None` is forever.
@@ -145,7 +145,7 @@ pub fn inspect(cli: &Cli, diags: &mut Diags, strict: bool) -> Option<Settings> {
     Some(Settings {
         config,
         task_dir,
-        tasks,
+        tasks: std::rc::Rc::new(tasks),
         skipped,
         halt_task,
         times,
@@ -177,22 +177,38 @@ fn plan_dir(
     safety.dir(task_dir, "task directory", diags);
     // Sections are matched against every candidate, so that a section for a
     // non-executable file can still give it an interpreter.
-    let index = NameIndex::new(&candidates);
-    let sections = index.sections(&config.ini, &candidates, diags);
+    // Without task sections (only [runner], [env], [DEFAULT] or none), no
+    // name index is needed: a chain of 10,000 tasks plans in less memory.
+    let sections = if config.ini.sections.iter().all(|s| matches!(s.name.as_str(), "runner" | "env")) {
+        vec![Vec::new(); candidates.len()]
+    } else {
+        NameIndex::new(&candidates).sections(&config.ini, &candidates, diags)
+    };
     let mut planned = Vec::new();
+    // Tasks without a section of their own share one configuration.
+    let shared = std::rc::Rc::new(config.task_config(&[], diags));
     for (task, secs) in candidates.into_iter().zip(sections) {
-        let tc = config.task_config(&secs, diags);
+        let tc = if secs.is_empty() {
+            std::rc::Rc::clone(&shared)
+        } else {
+            std::rc::Rc::new(config.task_config(&secs, diags))
+        };
         if !task.executable && tc.limits.interpreter.value.is_none() {
-            diags.warn(task.path.display(), "not executable and no interpreter applies; skipped");
-            skipped.push((task.file, SkipReason::NotExecutable));
+            diags.warn(task.path(task_dir).display(), "not executable and no interpreter applies; skipped");
+            skipped.push((task.file().to_os_string(), SkipReason::NotExecutable));
             continue;
         }
-        safety.file(&task.path, "task", diags);
+        safety.file(&task.path(task_dir), "task", diags);
         planned.push(Planned { task, config: tc });
     }
     skipped.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let order = order_tasks(&config.ini, &planned, diags);
-    Some((order.into_iter().map(|i| planned[i].clone()).collect(), skipped))
+    if order.iter().enumerate().all(|(i, &j)| i == j) {
+        return Some((planned, skipped));
+    }
+    // Each task moved into its place in the order (no copy of a task).
+    let mut slots: Vec<Option<Planned>> = planned.into_iter().map(Some).collect();
+    Some((order.into_iter().filter_map(|i| slots[i].take()).collect(), skipped))
 }
 
 /// Lists the task directory again (at the start of every iteration, as
@@ -256,8 +272,11 @@ pub fn find_program(word: &str) -> Option<PathBuf> {
 /// the others is still found; on a cycle, the order falls back to name order
 /// so that checking can go on.
 fn order_tasks(ini: &crate::settings::ini::Ini, planned: &[Planned], diags: &mut Diags) -> Vec<usize> {
-    let tasks: Vec<Task> = planned.iter().map(|p| p.task.clone()).collect();
-    let index = NameIndex::new(&tasks);
+    if planned.iter().all(|p| p.config.depends_on.is_empty()) {
+        return (0..planned.len()).collect();
+    }
+    let tasks: Vec<&Task> = planned.iter().map(|p| &p.task).collect();
+    let index = NameIndex::new(tasks.iter().copied());
     let mut deps = vec![Vec::new(); planned.len()];
     for (i, p) in planned.iter().enumerate() {
         let at = p.config.depends_from.at(ini);
@@ -273,7 +292,7 @@ fn order_tasks(ini: &crate::settings::ini::Ini, planned: &[Planned], diags: &mut
                         format!(
                             "{} depends on '{word}', which is ambiguous: it names {}; use the file name",
                             p.task.file_str,
-                            index.files(&tasks, &ids)
+                            index.files(|i| tasks[i].file_str.as_str(), &ids)
                         ),
                     );
                 }

@@ -169,7 +169,6 @@ pub fn describe(path: &Path, problems: &[Problem]) -> String {
 pub struct Safety {
     enabled: bool,
     allow: bool,
-    seen: HashSet<PathBuf>,
     /// Directories already walked and found safe.
     clean: HashSet<PathBuf>,
 }
@@ -178,7 +177,7 @@ impl Safety {
     /// Checks only when runner runs as root. With `allow`
     /// (`--allow-insecure`), problems are warnings instead of errors.
     pub fn new(allow: bool) -> Safety {
-        Safety { enabled: rustix::process::geteuid().is_root(), allow, seen: HashSet::new(), clean: HashSet::new() }
+        Safety { enabled: rustix::process::geteuid().is_root(), allow, clean: HashSet::new() }
     }
 
     pub fn enabled(&self) -> bool {
@@ -187,7 +186,7 @@ impl Safety {
 
     /// Checks `path` (a file or a directory) to its real file.
     pub fn file(&mut self, path: &Path, what: &str, diags: &mut Diags) {
-        if !self.enabled || !self.seen.insert(path.to_path_buf()) {
+        if !self.enabled {
             return;
         }
         let problems = check_path_with(path, &mut self.clean);

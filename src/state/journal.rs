@@ -20,7 +20,7 @@
 //! from it with a warning, and when neither loads runner refuses to run
 //! (exit 74) rather than run a once-task a second time.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::BTreeMap;
 use std::fs::File;
 use std::io;
 use std::path::Path;
@@ -162,7 +162,8 @@ pub struct Current {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(from = "(String, u64, u32, u64, u8)", into = "(String, u64, u32, u64, u8)")]
 pub struct TaskRecord {
-    pub result: String,
+    /// `OK`, `RETRY`, …: kept without an allocation for the known ones.
+    pub result: std::borrow::Cow<'static, str>,
     pub duration_ms: u64,
     pub try_num: u32,
     pub successes: u64,
@@ -171,30 +172,39 @@ pub struct TaskRecord {
 
 impl From<(String, u64, u32, u64, u8)> for TaskRecord {
     fn from((result, duration_ms, try_num, successes, done): (String, u64, u32, u64, u8)) -> TaskRecord {
+        let result = match result.as_str() {
+            "OK" => "OK".into(),
+            "RETRY" => "RETRY".into(),
+            "HALT" => "HALT".into(),
+            "EXIT" => "EXIT".into(),
+            "CANCELLED" => "CANCELLED".into(),
+            _ => result.into(),
+        };
         TaskRecord { result, duration_ms, try_num, successes, done: done != 0 }
     }
 }
 
 impl From<TaskRecord> for (String, u64, u32, u64, u8) {
     fn from(r: TaskRecord) -> (String, u64, u32, u64, u8) {
-        (r.result, r.duration_ms, r.try_num, r.successes, u8::from(r.done))
+        (r.result.into_owned(), r.duration_ms, r.try_num, r.successes, u8::from(r.done))
     }
 }
 
-/// The per-task records of a run, in the order tasks first finished.
-#[derive(Clone, Debug, Default)]
+/// The per-task records of a run, in the order tasks first finished (each
+/// name stored once; read straight into the map, without a JSON tree).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(transparent)]
 pub struct TaskTable {
-    rows: Vec<(String, TaskRecord)>,
-    index: HashMap<String, usize>,
+    rows: indexmap::IndexMap<String, TaskRecord>,
 }
 
 impl TaskTable {
     pub fn get(&self, task: &str) -> Option<&TaskRecord> {
-        self.index.get(task).map(|&i| &self.rows[i].1)
+        self.rows.get(task)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (&String, &TaskRecord)> {
-        self.rows.iter().map(|(k, v)| (k, v))
+        self.rows.iter()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -203,11 +213,10 @@ impl TaskTable {
 
     /// Sets a task's record.
     pub fn set(&mut self, task: &str, rec: TaskRecord) {
-        match self.index.get(task) {
-            Some(&i) => self.rows[i].1 = rec,
+        match self.rows.get_mut(task) {
+            Some(old) => *old = rec,
             None => {
-                self.index.insert(task.to_string(), self.rows.len());
-                self.rows.push((task.to_string(), rec));
+                self.rows.insert(task.to_string(), rec);
             }
         }
     }
@@ -215,30 +224,6 @@ impl TaskTable {
     /// Changes every record (a new iteration, a restart).
     pub fn update_all(&mut self, mut f: impl FnMut(&str, &mut TaskRecord)) {
         self.rows.iter_mut().for_each(|(name, r)| f(name, r));
-    }
-}
-
-impl Serialize for TaskTable {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        use serde::ser::SerializeMap;
-        let mut m = s.serialize_map(Some(self.rows.len()))?;
-        for (task, rec) in &self.rows {
-            m.serialize_entry(task, rec)?;
-        }
-        m.end()
-    }
-}
-
-impl<'de> Deserialize<'de> for TaskTable {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<TaskTable, D::Error> {
-        // serde_json's Map keeps file order (preserve_order).
-        let map = serde_json::Map::<String, serde_json::Value>::deserialize(d)?;
-        let mut table = TaskTable::default();
-        for (task, v) in map {
-            let rec: TaskRecord = serde_json::from_value(v).map_err(serde::de::Error::custom)?;
-            table.set(&task, rec);
-        }
-        Ok(table)
     }
 }
 
@@ -263,13 +248,30 @@ pub struct Failure {
 #[serde(tag = "op", rename_all = "snake_case")]
 enum Op {
     /// A run starts (or resumes: `same` keeps the task table).
-    Begin { task_dir: String, run_id: String, pid: u32, iteration: u64, try_num: u32, same: bool, at: String },
-    Iteration { iteration: u64, try_num: u32, at: String },
-    Start { task: String, try_num: u32, attempt_key: String, at: String },
+    Begin {
+        task_dir: String,
+        run_id: String,
+        pid: u32,
+        iteration: u64,
+        try_num: u32,
+        same: bool,
+        at: String,
+    },
+    Iteration {
+        iteration: u64,
+        try_num: u32,
+        at: String,
+    },
+    Start {
+        task: String,
+        try_num: u32,
+        attempt_key: String,
+        at: String,
+    },
     End {
         task: String,
         rec: TaskRecord,
-        failure: Option<Failure>,
+        failure: Option<Box<Failure>>,
         /// The run's try number after this end.
         try_num: u32,
         retry_at: Option<String>,
@@ -280,9 +282,19 @@ enum Op {
         mark: Option<Mark>,
         at: String,
     },
-    Halting { code: i32, at: String },
-    Finish { status: Status, code: i32, at: String },
-    Forget { task_dir: String, task: String },
+    Halting {
+        code: i32,
+        at: String,
+    },
+    Finish {
+        status: Status,
+        code: i32,
+        at: String,
+    },
+    Forget {
+        task_dir: String,
+        task: String,
+    },
 }
 
 /// A run-once marker set by a task's end.
@@ -392,8 +404,8 @@ impl State {
         if let Some(run) = self.run_at(at) {
             run.current = None;
             run.try_num = *try_num;
-            if failure.is_some() {
-                run.last_failure = failure.clone();
+            if let Some(f) = failure {
+                run.last_failure = Some(Failure::clone(f));
             }
             if retry_at.is_some() {
                 run.next_retry_at = retry_at.clone();
@@ -428,8 +440,8 @@ impl State {
     pub fn load_readonly(dir: &Path) -> State {
         let Ok(d) = StateDir::open(dir) else { return State::default() };
         let mut state = d.read(STATE_FILE).ok().flatten().and_then(|b| State::parse(&b).ok()).unwrap_or_default();
-        if let Ok(Some(log)) = d.read(LOG_FILE) {
-            state.replay(&log);
+        if let Ok(log) = d.open_file(LOG_FILE, OFlags::RDONLY | OFlags::NONBLOCK, 0) {
+            state.replay(io::BufReader::new(log));
         }
         if let Some(file) =
             d.read(MARKERS_FILE).ok().flatten().and_then(|b| serde_json::from_slice::<MarkersFile>(&b).ok())
@@ -440,12 +452,18 @@ impl State {
     }
 
     /// Applies the log's records newer than the state, up to the last whole
-    /// one. Returns the length of the whole records (where a torn or corrupt
-    /// tail starts).
-    fn replay(&mut self, log: &[u8]) -> u64 {
+    /// one, reading it a line at a time. Returns the length of the whole
+    /// records (where a torn or corrupt tail starts).
+    fn replay(&mut self, mut log: impl io::BufRead) -> u64 {
         let mut good = 0;
-        for line in log.split_inclusive(|&b| b == b'\n') {
-            let Some(record) = parse_record(line) else { break };
+        let mut line = Vec::with_capacity(512);
+        loop {
+            line.clear();
+            match log.read_until(b'\n', &mut line) {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+            let Some(record) = parse_record(&line) else { break };
             if record.seq > self.seq {
                 self.apply(&record.op);
                 self.seq = record.seq;
@@ -569,15 +587,15 @@ mod tests {
         torn.truncate(torn.len() - 5);
         log.extend(&torn);
         let mut s = State::default();
-        assert_eq!(s.replay(&log), whole);
+        assert_eq!(s.replay(&log[..]), whole);
         assert_eq!(s.run.as_ref().and_then(|r| r.current.as_ref()).map(|c| c.task.as_str()), Some("t2"));
         // A flipped byte fails the checksum.
         let mut bad = format_record(&Record { seq: 1, op: op(1) })?;
         bad[12] ^= 1;
-        assert_eq!(State::default().replay(&bad), 0);
+        assert_eq!(State::default().replay(&bad[..]), 0);
         // Records the snapshot already holds are skipped.
         let mut s = State { seq: 2, ..State::default() };
-        s.replay(&log);
+        s.replay(&log[..]);
         assert!(s.run.is_none());
         Ok(())
     }
@@ -591,10 +609,16 @@ pub struct Cursor {
     pub iteration: u64,
     /// The try of the chain within this iteration, from 1.
     pub try_num: u32,
-    /// Tasks that ended OK in this iteration (since the last restart).
-    pub done: BTreeSet<String>,
-    /// How often each task ended OK in this iteration.
-    pub successes: BTreeMap<String, u64>,
+    /// Per task of this iteration: whether it is done (ended OK since the
+    /// last restart) and how often it ended OK.
+    tasks: BTreeMap<String, Progress>,
+}
+
+/// One task's place in the iteration.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Progress {
+    done: bool,
+    successes: u64,
 }
 
 impl Cursor {
@@ -607,13 +631,34 @@ impl Cursor {
     pub fn next_iteration(&mut self) {
         self.iteration += 1;
         self.try_num = 1;
-        self.done.clear();
-        self.successes.clear();
+        self.tasks.clear();
     }
 
     /// How often `task` succeeded in this iteration.
     pub fn successes_of(&self, task: &str) -> u64 {
-        self.successes.get(task).copied().unwrap_or(0)
+        self.tasks.get(task).map_or(0, |p| p.successes)
+    }
+
+    /// Whether `task` is done in this iteration.
+    pub fn is_done(&self, task: &str) -> bool {
+        self.tasks.get(task).is_some_and(|p| p.done)
+    }
+
+    /// `task` ended OK: done, and one more success (a new attempt key).
+    pub fn succeeded(&mut self, task: &str) {
+        let p = self.tasks.entry(task.to_string()).or_default();
+        p.done = true;
+        p.successes += 1;
+    }
+
+    /// A retry from the first task: nothing is done any more.
+    pub fn restart(&mut self) {
+        self.tasks.values_mut().for_each(|p| p.done = false);
+    }
+
+    /// How many tasks are done.
+    pub fn done_count(&self) -> usize {
+        self.tasks.values().filter(|p| p.done).count()
     }
 }
 
@@ -648,22 +693,20 @@ impl Journal {
         let show = |name: &str| base.join(name).display().to_string();
         let io_err = |name: &str, e: io::Error| Error::State(format!("{}: {e}", show(name)));
         let (mut state, file_markers) = recover(&dir, has_run_once)?;
-        let log_bytes = dir.read(LOG_FILE).map_err(|e| io_err(LOG_FILE, e))?.unwrap_or_default();
-        let good = state.replay(&log_bytes);
-        absorb_all(&mut state.markers, &file_markers);
-        let existed = !log_bytes.is_empty() || dir.path.join(LOG_FILE).exists();
-        let log = dir
-            .open_file(LOG_FILE, OFlags::WRONLY | OFlags::CREATE, 0o600)
-            .map_err(|e| io_err(LOG_FILE, e))?;
+        let existed = dir.path.join(LOG_FILE).exists();
+        let log = dir.open_file(LOG_FILE, OFlags::RDWR | OFlags::CREATE, 0o600).map_err(|e| io_err(LOG_FILE, e))?;
         if !existed {
             // A new file's name is durable only with its directory.
             dir.sync().map_err(|e| io_err(LOG_FILE, e))?;
         }
-        if good < log_bytes.len() as u64 {
+        let size = log.metadata().map_err(|e| io_err(LOG_FILE, e))?.len();
+        let good = state.replay(io::BufReader::new(&log));
+        absorb_all(&mut state.markers, &file_markers);
+        if good < size {
             crate::logging::warn(&format!(
                 "{}: ignored a torn or corrupt tail of {} bytes (a write cut short)",
                 show(LOG_FILE),
-                log_bytes.len() as u64 - good
+                size - good
             ));
             log.set_len(good).map_err(|e| io_err(LOG_FILE, e))?;
         }
@@ -736,19 +779,19 @@ impl Journal {
             ));
             return None;
         }
-        Some(Cursor {
-            run_id: run.run_id.clone(),
-            iteration: run.iteration,
-            try_num: run.try_num,
-            done: run.tasks.iter().filter(|(_, r)| r.done).map(|(t, _)| t.clone()).collect(),
-            successes: run.tasks.iter().filter(|(_, r)| r.successes > 0).map(|(t, r)| (t.clone(), r.successes)).collect(),
-        })
+        let tasks = run
+            .tasks
+            .iter()
+            .filter(|(_, r)| r.done || r.successes > 0)
+            .map(|(t, r)| (t.clone(), Progress { done: r.done, successes: r.successes }))
+            .collect();
+        Some(Cursor { run_id: run.run_id.clone(), iteration: run.iteration, try_num: run.try_num, tasks })
     }
 
     /// Records the start of a run (durable).
     pub fn begin(&mut self, c: &Cursor) -> io::Result<()> {
-        let same = self.state.task_dir == self.task_dir
-            && self.state.run.as_ref().is_some_and(|old| old.run_id == c.run_id);
+        let same =
+            self.state.task_dir == self.task_dir && self.state.run.as_ref().is_some_and(|old| old.run_id == c.run_id);
         let op = Op::Begin {
             task_dir: self.task_dir.clone(),
             run_id: c.run_id.clone(),
@@ -794,7 +837,7 @@ impl Journal {
         next: TaskEnd,
     ) -> io::Result<()> {
         let ok = rec.result == "OK";
-        let rec = TaskRecord { successes: c.successes_of(task), done: c.done.contains(task), ..rec };
+        let rec = TaskRecord { successes: c.successes_of(task), done: c.is_done(task), ..rec };
         let mark = match next {
             TaskEnd::Once if ok && !self.already_ran(task, RunMode::Once) => {
                 Some(Mark { task_dir: self.task_dir.clone(), boot: None })
@@ -807,13 +850,13 @@ impl Journal {
         let op = Op::End {
             task: task.into(),
             rec,
-            failure,
+            failure: failure.map(Box::new),
             try_num: c.try_num,
             retry_at: match &next {
                 TaskEnd::Retry { at } => Some(at.clone()),
                 _ => None,
             },
-            reset_done: matches!(next, TaskEnd::Retry { .. }) && c.done.is_empty(),
+            reset_done: matches!(next, TaskEnd::Retry { .. }) && c.done_count() == 0,
             end: match next {
                 TaskEnd::Final(code) => Some((code, false)),
                 TaskEnd::Halting(code) => Some((code, true)),
@@ -852,9 +895,11 @@ impl Journal {
 
     /// Forgets the run-once markers of `task`; whether there were any.
     pub fn forget(&mut self, task: &str) -> io::Result<bool> {
-        let had = self.state.markers.get(&self.task_dir).is_some_and(|m| {
-            m.once.contains_key(task) || m.once_per_boot.contains_key(task)
-        });
+        let had = self
+            .state
+            .markers
+            .get(&self.task_dir)
+            .is_some_and(|m| m.once.contains_key(task) || m.once_per_boot.contains_key(task));
         if had {
             self.record(Op::Forget { task_dir: self.task_dir.clone(), task: task.into() }, true)?;
             self.save_markers()?;
