@@ -394,7 +394,7 @@ impl Sink for LogSink {
 /// Spare output buffers: a chain of quick tasks reuses them instead of
 /// allocating and zeroing one per task.
 static BUFFERS: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
-const BUFFER_SIZE: usize = 32 * 1024;
+const BUFFER_SIZE: usize = 128 * 1024;
 
 pub fn take_buffer() -> Vec<u8> {
     BUFFERS.lock().ok().and_then(|mut b| b.pop()).unwrap_or_else(|| vec![0u8; BUFFER_SIZE])

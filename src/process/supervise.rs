@@ -24,6 +24,9 @@ use super::output::{self, Sink, Stream};
 use super::{Exit, os, signals};
 use super::{Job, drain_time};
 
+/// The size asked for a task's stdout pipe (the default is 64 KiB).
+const PIPE_SIZE: usize = 1 << 20;
+
 /// How long the fallback waits at most before looking at the signal flags.
 const FALLBACK_SLICE: Duration = Duration::from_millis(20);
 
@@ -149,6 +152,11 @@ pub fn poll_loop(
 ) -> (io::Result<ExitStatus>, bool) {
     let mut out = child.stdout.take();
     let mut err = child.stderr.take();
+    // A larger pipe: a task that prints a lot is read in fewer, larger
+    // chunks (fewer wake-ups on both sides). Best effort.
+    if let Some(o) = &out {
+        let _ = rustix::pipe::fcntl_setpipe_size(o, PIPE_SIZE);
+    }
     let mut buf = output::take_buffer();
     let mut status: Option<io::Result<ExitStatus>> = None;
     let mut drain_until: Option<Instant> = None;
