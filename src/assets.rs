@@ -62,7 +62,7 @@ the configuration of the packaged systemd unit (INI: [runner], [env] and per\-ta
 the task directory of the packaged systemd unit
 .TP
 \fI/var/lib/runner/CHAIN/\fR
-state directory when run as root: \fIlock\fR, \fIstate.json\fR (the journal), \fImarkers.json\fR (the run\-once markers' second copy) and \fIlogs/RUN_ID/TASK.log\fR (iteration N of a run: \fIlogs/RUN_ID.N/\fR; the newest keep_logs iterations are kept, each task log capped at max_log_size)
+state directory when run as root: \fIlock\fR, \fIstate.log\fR (the append\-only journal), \fIstate.json\fR (its snapshot), \fImarkers.json\fR (the run\-once markers' second copy) and \fIlogs/RUN_ID/TASK.log\fR (iteration N of a run: \fIlogs/RUN_ID.N/\fR; the newest keep_logs iterations are kept, each task log capped at max_log_size)
 .TP
 \fI~/.local/state/runner/CHAIN/\fR
 state directory otherwise ($XDG_STATE_HOME/runner/CHAIN)

@@ -16,6 +16,7 @@ mod events;
 mod fidelity;
 mod fuzz;
 mod hooks;
+mod journal;
 mod order;
 mod output;
 mod protocol;
