@@ -310,7 +310,7 @@ fn canonicalize(text: &str) -> Result<Canonical, (usize, String)> {
             v => v,
         };
         flush(&mut out, &mut pending);
-        lines.keys.insert((current.clone(), key.to_string()), n + 1);
+        lines.keys.entry(current.clone()).or_default().insert(key.to_string(), n + 1);
         pending = Some(Pending { line: n, key: key.to_string(), parts: vec![value.to_string()] });
     }
     flush(&mut out, &mut pending);
@@ -366,8 +366,8 @@ fn unguard(s: &str) -> &str {
 struct LineIndex {
     /// Section → line of its first header.
     sections: HashMap<String, usize>,
-    /// (section, key) → line of its last assignment.
-    keys: HashMap<(String, String), usize>,
+    /// section → key → line of its last assignment.
+    keys: HashMap<String, HashMap<String, usize>>,
 }
 
 impl LineIndex {
@@ -376,7 +376,7 @@ impl LineIndex {
     }
 
     fn key_line(&self, section: &str, key: &str) -> Option<usize> {
-        self.keys.get(&(section.to_string(), key.to_string())).copied()
+        self.keys.get(section)?.get(key).copied()
     }
 }
 

@@ -67,12 +67,14 @@ pub fn check_path_with(path: &Path, clean: &mut HashSet<PathBuf>) -> Vec<Problem
             return problems;
         };
         if !clean.contains(&cur) {
-            // Safe for any entry (not merely thanks to the sticky bit) and
-            // reached without a symlink: later walks may start here.
-            if dir_problems(&cur, Some(meta.uid()), &mut problems) && straight {
+            // Reached without a symlink or a problem, and safe for any entry
+            // (not merely thanks to the sticky bit): later walks may start
+            // here.
+            let before = problems.len();
+            let safe_for_any = dir_problems(&cur, Some(meta.uid()), &mut problems);
+            straight &= problems.len() == before;
+            if safe_for_any && straight {
                 clean.insert(cur.clone());
-            } else {
-                straight = false;
             }
         }
         if meta.file_type().is_symlink() {
