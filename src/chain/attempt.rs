@@ -163,9 +163,11 @@ impl Chain<'_> {
         let file = &p.task.file_str;
         match o.next {
             Next::Continue => {
+                self.oks += 1;
                 self.cursor.succeeded(file);
             }
             Next::Retry => {
+                self.retries += 1;
                 self.cursor.try_num += 1;
                 if self.opts.config.runner.retry_from == RetryFrom::Start {
                     self.cursor.restart();

@@ -23,7 +23,10 @@ impl Chain<'_> {
         if reason == "halt-after" {
             self.save(|j| j.halting(code));
         }
-        let halt = &self.opts.halt_task;
+        let Some(halt) = &self.opts.halt_task else {
+            logging::info("no halt task ([runner] halt_task is empty): not halting");
+            return code;
+        };
         let what = halt.display().to_string();
         self.events.emit("halt_start", fields([("task", what.as_str().into()), ("reason", reason.into())]));
         if !halt.exists() {
@@ -52,7 +55,9 @@ impl Chain<'_> {
     /// log file and the run's variables; kills what it leaves behind.
     fn run_halt_task(&mut self, iteration: u64, what: &str) -> Exit {
         let opts = self.opts;
-        let halt = &opts.halt_task;
+        let Some(halt) = &opts.halt_task else {
+            return Exit::NotStarted { reason: "no halt task".into(), duration: std::time::Duration::ZERO };
+        };
         let limits = &opts.config.runner.limits;
         let file = halt.file_name().unwrap_or_default().to_os_string();
         let log = self.open_log(&file);

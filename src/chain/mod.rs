@@ -49,6 +49,9 @@ pub struct Chain<'a> {
     tasks: Rc<Vec<Planned>>,
     log_dir: Option<LogDir>,
     save_failed: bool,
+    /// Tries that ended OK, and tries that are retried, in this run.
+    oks: u64,
+    retries: u64,
 }
 
 /// Runs the chain as configured and returns runner's exit code. With
@@ -78,14 +81,29 @@ pub fn run(
         tasks: Rc::clone(&opts.tasks),
         log_dir: None,
         save_failed: false,
+        oks: 0,
+        retries: 0,
     };
+    let started = std::time::Instant::now();
     chain.emit_run_start(resumed);
     let code = chain.iterations();
     let status = if code >= code::SIGNAL_BASE { Status::Cancelled } else { Status::Finished };
     if let Err(e) = chain.journal.finish(status, code) {
         logging::warn(&format!("{}: cannot record the end of the run: {e}", chain.journal.dir.path.display()));
     }
-    events.emit("run_end", fields([("run_id", chain.cursor.run_id.as_str().into()), ("exit_code", code.into())]));
+    let summary = chain.summary(code, started.elapsed());
+    logging::info(&summary);
+    events.emit(
+        "run_end",
+        fields([
+            ("run_id", chain.cursor.run_id.as_str().into()),
+            ("exit_code", code.into()),
+            ("tasks_ok", chain.oks.into()),
+            ("retries", chain.retries.into()),
+            ("duration_s", crate::util::millis(started.elapsed()).into()),
+            ("summary", summary.as_str().into()),
+        ]),
+    );
     Ok(code)
 }
 
@@ -133,6 +151,25 @@ fn kill_interrupted_attempt(journal: &Journal) {
 }
 
 impl Chain<'_> {
+    /// `finished: 12 task(s) OK, 1 retry, 3m12s; logs in …` (or `ended with
+    /// exit N: …`): the line every run ends with.
+    fn summary(&self, code: i32, took: std::time::Duration) -> String {
+        let how = if code == code::OK { "finished".to_string() } else { format!("ended with exit {code}") };
+        let retries = match self.retries {
+            0 => "no retries".to_string(),
+            1 => "1 retry".to_string(),
+            n => format!("{n} retries"),
+        };
+        let secs = took.as_secs();
+        let took =
+            if secs >= 60 { format!("{}m{:02}s", secs / 60, secs % 60) } else { format!("{:.1}s", took.as_secs_f64()) };
+        let logs = match &self.log_dir {
+            Some(d) => format!("; logs in {}", d.path.parent().unwrap_or(&d.path).display()),
+            None => String::new(),
+        };
+        format!("{how}: {} task(s) OK, {retries}, {took}{logs}", self.oks)
+    }
+
     fn emit_run_start(&self, resumed: bool) {
         self.events.emit(
             "run_start",

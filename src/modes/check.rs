@@ -20,13 +20,21 @@ pub fn check(cli: &Cli) -> Result<i32> {
     let mut diags = Diags::default();
     let opts = settings::inspect(cli, &mut diags, true);
     let mut out = std::io::stdout().lock();
+    let tasks = opts.as_ref().map_or(0, |o| o.tasks.len());
+    if cli.json {
+        let list = |ds: &[crate::error::Diag]| -> Vec<Value> {
+            ds.iter().map(|d| serde_json::json!({"at": d.at, "message": d.msg})).collect()
+        };
+        let doc = serde_json::json!({"errors": list(&diags.errors), "warnings": list(&diags.warnings), "tasks": tasks});
+        let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
+        return Ok(if diags.errors.is_empty() { code::OK } else { code::CONFIG });
+    }
     for d in &diags.errors {
         let _ = writeln!(out, "{}", d.with_severity("error"));
     }
     for d in &diags.warnings {
         let _ = writeln!(out, "{}", d.with_severity("warning"));
     }
-    let tasks = opts.as_ref().map_or(0, |o| o.tasks.len());
     let _ = writeln!(out, "{} error(s), {} warning(s), {tasks} task(s)", diags.errors.len(), diags.warnings.len());
     Ok(if diags.errors.is_empty() { code::OK } else { code::CONFIG })
 }
@@ -83,7 +91,7 @@ struct Plan<'a> {
     task_dir: String,
     config: Option<String>,
     state_dir: String,
-    halt_task: String,
+    halt_task: Option<String>,
     times: Option<u64>,
     tasks: Vec<TaskPlan<'a>>,
     skipped: Vec<SkipPlan>,
@@ -126,7 +134,7 @@ fn plan<'a>(opts: &'a Settings, journal: &State, state_dir: &std::path::Path) ->
         task_dir: opts.task_dir.to_string_lossy().into_owned(),
         config: opts.config.path.as_ref().map(|p| p.to_string_lossy().into_owned()),
         state_dir: state_dir.to_string_lossy().into_owned(),
-        halt_task: opts.halt_task.to_string_lossy().into_owned(),
+        halt_task: opts.halt_task.as_ref().map(|h| h.to_string_lossy().into_owned()),
         times: opts.times,
         tasks,
         skipped,
@@ -172,7 +180,7 @@ pub fn dry_run(opts: &Settings, json: bool) -> Result<i32> {
             let _ = writeln!(out, "      {:<28}{}", s.file, s.reason);
         }
     }
-    let _ = writeln!(out, "halt task: {}", plan.halt_task);
+    let _ = writeln!(out, "halt task: {}", plan.halt_task.as_deref().unwrap_or("(none: halt_task is empty)"));
     Ok(code::OK)
 }
 

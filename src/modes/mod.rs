@@ -36,7 +36,17 @@ pub fn run(cli: &Cli) -> Result<i32> {
         }
         Mode::Status { json } => {
             let s = resolve(cli)?;
-            status::show(&s.state_dir, json)
+            let wait = cli.wait.then(|| cli.timeout.map(std::time::Duration::from_secs_f64));
+            status::show(&s.state_dir, json, wait)
+        }
+        Mode::List => {
+            let s = resolve(cli)?;
+            let mut out = std::io::stdout().lock();
+            for p in s.tasks.iter() {
+                let _ = out.write_all(p.task.file().as_encoded_bytes());
+                let _ = out.write_all(b"\n");
+            }
+            Ok(code::OK)
         }
         Mode::Forget(task) => {
             let s = resolve(cli)?;

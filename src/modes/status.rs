@@ -29,16 +29,34 @@ fn phase(state: &State, dir: &Path) -> &'static str {
     }
 }
 
-pub fn show(dir: &Path, as_json: bool) -> Result<i32> {
+/// Prints the status; with `wait`, first waits (at most the timeout) for
+/// the runner that holds the chain lock to end. Exits with the last run's
+/// code when it ended, 0 while one runs or none is recorded, 75 when the
+/// wait timed out.
+pub fn show(dir: &Path, as_json: bool, wait: Option<Option<std::time::Duration>>) -> Result<i32> {
+    if let Some(timeout) = wait {
+        let deadline = timeout.map(|t| std::time::Instant::now() + t);
+        while StateDir::open(dir).ok().and_then(|d| d.locked()).unwrap_or(false) {
+            if deadline.is_some_and(|d| std::time::Instant::now() >= d) {
+                let _ = writeln!(std::io::stderr(), "runner: the chain is still running (timed out waiting)");
+                return Ok(code::LOCKED);
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
     let state = State::load_readonly(dir);
     let phase = phase(&state, dir);
+    let exit = match (&state.run, phase) {
+        (Some(run), "finished" | "cancelled") => run.exit_code.unwrap_or(code::OK),
+        _ => code::OK,
+    };
     let mut out = std::io::stdout().lock();
     if as_json {
         let journal: serde_json::Value =
             state.to_json().ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
         let doc = json!({"state_dir": dir.to_string_lossy(), "phase": phase, "journal": journal});
         let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
-        return Ok(code::OK);
+        return Ok(exit);
     }
     let _ = writeln!(out, "state dir:    {}", dir.display());
     let Some(run) = &state.run else {
@@ -89,5 +107,5 @@ pub fn show(dir: &Path, as_json: bool) -> Result<i32> {
     for task in markers.once_per_boot.keys() {
         let _ = writeln!(out, "once per boot: {task}");
     }
-    Ok(code::OK)
+    Ok(exit)
 }

@@ -27,7 +27,7 @@ directory I/O error, 75 chain locked, 77 unsafe state directory (root),
 /// stop according to their exit codes.
 #[derive(Parser, Debug)]
 #[command(name = "runner", version, about, after_help = EXAMPLES, infer_long_args = true)]
-#[command(group(ArgGroup::new("mode").args(["get", "check", "dry_run", "status", "forget", "generate_assets", "watchdog"]).multiple(false)))]
+#[command(group(ArgGroup::new("mode").args(["get", "check", "dry_run", "status", "forget", "list", "generate_assets", "watchdog"]).multiple(false)))]
 #[command(group(ArgGroup::new("json_mode").args(["check", "dry_run", "status"]).multiple(false)))]
 pub struct Cli {
     /// Task directory (default: [runner] task_dir; ignored with -g, as the
@@ -83,12 +83,23 @@ pub struct Cli {
     pub fresh: bool,
 
     /// Wait for the chain lock instead of exiting 75
-    #[arg(long = "wait", conflicts_with_all = ["get", "check", "dry_run", "status"])]
+    #[arg(long = "wait", conflicts_with_all = ["get", "check", "dry_run", "list"])]
     pub wait: bool,
 
-    /// Show what this chain is doing now or did last, and exit
+    /// Show what this chain is doing now or did last, and exit with its
+    /// exit code (with --wait: once the running chain ends)
     #[arg(long = "status")]
     pub status: bool,
+
+    /// With --status --wait: give up after SECS seconds (exit 75). (Not
+    /// --timeout: --time must stay the abbreviation of --times it was in
+    /// the reference.)
+    #[arg(long = "wait-timeout", value_name = "SECS", requires_all = ["status", "wait"])]
+    pub timeout: Option<f64>,
+
+    /// Print the planned task files, one per line, in run order, and exit
+    #[arg(long = "list")]
+    pub list: bool,
 
     /// Validate the configuration and task directory, report every problem,
     /// run nothing (exit 78 on any error)
@@ -140,6 +151,8 @@ pub enum Mode {
     Status { json: bool },
     /// `--forget TASK`: drop a task's run-once markers.
     Forget(String),
+    /// `--list`: the planned task files, one per line.
+    List,
     /// `--generate-assets DIR` (packaging).
     GenerateAssets(PathBuf),
     /// `--watchdog` (started by runner itself).
@@ -164,6 +177,8 @@ impl Cli {
             Mode::Status { json: self.json }
         } else if let Some(task) = &self.forget {
             Mode::Forget(task.clone())
+        } else if self.list {
+            Mode::List
         } else {
             Mode::Run
         }

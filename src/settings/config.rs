@@ -280,12 +280,9 @@ impl Config {
         }
         let mut v = Validator { ini: &ini, section: "runner", diags, own_only: false };
         v.limits(&mut runner.limits);
+        // `halt_task =` (empty) means no halt task at all.
         if let Some(e) = v.entry("halt_task") {
-            if e.value.trim().is_empty() {
-                v.bad(e, "expected a file name in the task directory");
-            } else {
-                runner.halt_task = e.value.trim().to_string();
-            }
+            runner.halt_task = e.value.trim().to_string();
         }
         runner.hooks.task = v.command("task_hook").flatten();
         runner.hooks.pre = v.command("pre_task_hook").flatten();

@@ -45,7 +45,8 @@ pub struct Settings {
     /// Tasks in run order (shared with the chain, not copied).
     pub tasks: std::rc::Rc<Vec<Planned>>,
     pub skipped: Vec<Skipped>,
-    pub halt_task: PathBuf,
+    /// `None` when `[runner] halt_task` is empty.
+    pub halt_task: Option<PathBuf>,
     /// Iterations; `None` is forever.
     pub times: Option<u64>,
     pub halt_after: bool,
@@ -124,11 +125,11 @@ pub fn inspect(cli: &Cli, diags: &mut Diags, strict: bool) -> Option<Settings> {
     let task_dir = std::fs::canonicalize(&task_dir).unwrap_or(task_dir);
     let (tasks, skipped) = plan_dir(&config, &task_dir, &mut safety, diags)?;
 
-    let halt_task = task_dir.join(&config.runner.halt_task);
-    if halt_task.exists() {
-        safety.file(&halt_task, "halt task", diags);
-    } else {
-        diags.warn(halt_task.display(), "halt task does not exist; halting will fail");
+    let halt_task = (!config.runner.halt_task.is_empty()).then(|| task_dir.join(&config.runner.halt_task));
+    match &halt_task {
+        Some(h) if h.exists() => safety.file(h, "halt task", diags),
+        Some(h) => diags.warn(h.display(), "halt task does not exist; halting will fail"),
+        None => {}
     }
     check_programs(&config, &tasks, &mut safety, diags, strict);
     let times = cli.times.or(config.runner.times).filter(|&n| n > 0);

@@ -17,6 +17,7 @@ mod fidelity;
 mod fuzz;
 mod hooks;
 mod journal;
+mod ops;
 mod order;
 mod output;
 mod protocol;

@@ -1,0 +1,94 @@
+//! Operations (part of issue 15): `--list`, `--status` exit codes and
+//! `--status --wait`, `--check --json`, an empty `halt_task`, and the
+//! summary line every run ends with.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::harness::*;
+
+#[test]
+fn list_prints_the_planned_files_in_order() {
+    let ran = Test::new()
+        .traced("10-b", 0)
+        .traced("20-a", 0)
+        .traced("30-c", 0)
+        .file_mode("tasks.d/README", "not a task", 0o644)
+        .config("[20-a]\ndepends_on = 30-c\n")
+        .args(["--list"])
+        .raw_args(["-c", "runner.cfg", "--list", "tasks.d"])
+        .status(0);
+    assert_eq!(ran.stdout(), "10-b\n30-c\n20-a\n");
+    assert!(ran.trace().is_empty(), "nothing ran");
+}
+
+#[test]
+fn status_exits_with_the_last_runs_code() {
+    let t = Test::new().traced("a", 3);
+    let st = t.raw_args_run(&["-c", "runner.cfg", "--status", "tasks.d"]);
+    assert_eq!(st.code(), 0, "no run recorded: {}", st.describe());
+    st.stdout_has("no run recorded");
+    assert_eq!(t.run_more().code(), 3);
+    let st = t.raw_args_run(&["-c", "runner.cfg", "--status", "tasks.d"]);
+    assert_eq!(st.code(), 3, "{}", st.describe());
+}
+
+#[test]
+fn status_wait_blocks_until_the_run_ends_and_returns_its_code() {
+    let t =
+        Test::new().task("a", "touch \"$TRACE.started\"\nwhile [ ! -e \"$TRACE.go\" ]; do sleep 0.02; done\nexit 3");
+    let mut r = t.spawn();
+    assert!(eventually(20, || t.path().join("trace.started").exists()));
+    // A short timeout while it runs: 75.
+    let st = t.raw_args_run(&["-c", "runner.cfg", "--status", "--wait", "--wait-timeout", "0.2", "tasks.d"]);
+    assert_eq!(st.code(), 75, "{}", st.describe());
+    let go = t.path().join("trace.go");
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        std::fs::write(go, "").expect("go");
+    });
+    let start = Instant::now();
+    let st = t.raw_args_run(&["-c", "runner.cfg", "--status", "--wait", "tasks.d"]);
+    assert_eq!(st.code(), 3, "{}", st.describe());
+    assert!(start.elapsed() >= Duration::from_millis(200), "it waited");
+    st.stdout_has("finished, exit 3");
+    let _ = releaser.join();
+    assert_eq!(r.wait(20), 3);
+}
+
+#[test]
+fn check_json_lists_diagnostics() {
+    let t = Test::new().config("[runner]\nmax_tries = five\nmax_try = 3\n").traced("a", 0);
+    let ran = t.raw_args_run(&["-c", "runner.cfg", "--check", "--json", "tasks.d"]);
+    assert_eq!(ran.code(), 78, "{}", ran.describe());
+    let doc: Value = serde_json::from_str(&ran.stdout()).expect("json");
+    assert_eq!(doc["errors"].as_array().map(Vec::len), Some(1));
+    assert!(doc["errors"][0]["at"].as_str().is_some_and(|a| a.ends_with("runner.cfg:7")));
+    assert!(
+        doc["warnings"]
+            .as_array()
+            .is_some_and(|w| w.iter().any(|d| d["message"].as_str().is_some_and(|m| m.contains("max_try"))))
+    );
+    assert_eq!(doc["tasks"], 1);
+}
+
+#[test]
+fn an_empty_halt_task_means_none() {
+    let ran = Test::new().config("[runner]\nhalt_task =\n").traced("a", 2).status(2);
+    ran.stderr_lacks("halt task does not exist").stderr_has("not halting");
+    assert_eq!(ran.trace(), ["a"]);
+}
+
+#[test]
+fn every_run_ends_with_a_summary() {
+    let flaky = format!("{TRACE}\n[ -f \"$TRACE.once\" ] && exit 0\ntouch \"$TRACE.once\"\nexit 1");
+    let ran = Test::new().traced("a", 0).task("b", &flaky).args(["--events", "events.jsonl"]).status(0);
+    ran.stderr_has("finished: 2 task(s) OK, 1 retry,").stderr_has("logs in");
+    let events = ran.read("events.jsonl");
+    let end: Value = serde_json::from_str(events.lines().last().unwrap_or("")).expect("run_end");
+    assert_eq!(end["event"], "run_end");
+    assert_eq!(end["tasks_ok"], 2);
+    assert_eq!(end["retries"], 1);
+    assert!(end["summary"].as_str().is_some_and(|s| s.starts_with("finished: 2 task(s) OK")));
+}
