@@ -209,6 +209,10 @@ impl Chain<'_> {
                 let delay = o.delay.unwrap_or_default();
                 let next_try = o.try_num + 1;
                 logging::info(&format!("sleeping {:.3} s before try {next_try}", delay.as_secs_f64()));
+                super::notify::status(&format!(
+                    "sleeping {:.0} s before try {next_try} of {file}",
+                    delay.as_secs_f64().ceil()
+                ));
                 self.events.emit(
                     "sleep",
                     fields([
@@ -228,6 +232,8 @@ impl Chain<'_> {
                     logging::error(&format!("{file}: failed {} {tries}; giving up", o.try_num));
                 }
                 let reason = if code == code::GAVE_UP { "max_tries" } else { "halt" };
+                let why = if code == code::GAVE_UP { "gave up" } else { "exited 2" };
+                super::notify::status(&format!("halting ({file} {why})"));
                 Err(self.halt(self.cursor.iteration, reason, code))
             }
             Next::Stop { code } => Err(code),

@@ -17,6 +17,7 @@ mod attempt;
 pub mod events;
 mod halt;
 pub mod hooks;
+mod notify;
 pub mod outcome;
 #[cfg(test)]
 mod tests;
@@ -86,6 +87,7 @@ pub fn run(
     };
     let started = std::time::Instant::now();
     chain.emit_run_start(resumed);
+    notify::ready(&format!("starting: {} task(s) in {}", opts.tasks.len(), opts.task_dir.display()));
     let code = chain.iterations();
     let status = if code >= code::SIGNAL_BASE { Status::Cancelled } else { Status::Finished };
     if let Err(e) = chain.journal.finish(status, code) {
@@ -93,6 +95,7 @@ pub fn run(
     }
     let summary = chain.summary(code, started.elapsed());
     logging::info(&summary);
+    notify::status(&summary);
     events.emit(
         "run_end",
         fields([
@@ -273,6 +276,14 @@ impl Chain<'_> {
                 continue;
             }
             ran_any = true;
+            notify::status(&format!(
+                "task {}/{} {} (try {} of {})",
+                i + 1,
+                tasks.len(),
+                p.task.name,
+                self.cursor.try_num,
+                p.config.limits.max_tries.value
+            ));
             match self.attempt(p)? {
                 Step::Next => i += 1,
                 Step::Again { restart: true } => i = 0,

@@ -140,6 +140,8 @@ pub fn run(job: &Job) -> Finished {
     let mut cmd = Command::new(&job.argv[0]);
     cmd.args(&job.argv[1..]).envs(job.env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null()).stdout(out).stderr(err);
     cmd.process_group(0);
+    // Only runner talks to the service manager.
+    cmd.env_remove("NOTIFY_SOCKET");
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => {

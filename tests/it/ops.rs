@@ -92,3 +92,33 @@ fn every_run_ends_with_a_summary() {
     assert_eq!(end["retries"], 1);
     assert!(end["summary"].as_str().is_some_and(|s| s.starts_with("finished: 2 task(s) OK")));
 }
+
+#[test]
+fn sd_notify_ready_and_status_lines() {
+    let t = Test::new()
+        .config("[runner]\nmax_tries = 2\n")
+        .task("10-first", "echo \"sock=${NOTIFY_SOCKET:-unset}\" >> \"$TRACE\"")
+        .task("20-second", "[ -f \"$TRACE.once\" ] && exit 0\ntouch \"$TRACE.once\"\nexit 1");
+    let sock_path = t.path().join("notify.sock");
+    let sock = std::os::unix::net::UnixDatagram::bind(&sock_path).expect("bind");
+    sock.set_nonblocking(true).expect("nonblocking");
+    let ran = t.env("NOTIFY_SOCKET", sock_path.as_os_str()).run();
+    assert_eq!(ran.code(), 0, "{}", ran.describe());
+    let mut messages = Vec::new();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = sock.recv(&mut buf) {
+        messages.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let all = messages.join("");
+    assert!(messages[0].contains("READY=1"), "{messages:?}");
+    for want in [
+        "STATUS=task 1/2 first (try 1 of 2)",
+        "STATUS=task 2/2 second (try 1 of 2)",
+        "STATUS=sleeping 0 s before try 2 of 20-second",
+        "STATUS=task 2/2 second (try 2 of 2)",
+        "STATUS=finished: 2 task(s) OK, 1 retry",
+    ] {
+        assert!(all.contains(want), "{want} not in {messages:?}");
+    }
+    assert_eq!(ran.trace(), ["sock=unset"], "tasks do not inherit NOTIFY_SOCKET");
+}
