@@ -35,7 +35,9 @@ pub fn run(cli: &Cli) -> Result<i32> {
             check::dry_run(&s, json)
         }
         Mode::Status { json } => {
-            let s = resolve(cli)?;
+            // Only the state is read: no warnings about the task directory
+            // (a missing halt task) on every status call.
+            let s = settings::resolve(cli)?;
             let wait = cli.wait.then(|| cli.timeout.map(std::time::Duration::from_secs_f64));
             status::show(&s.state_dir, json, wait)
         }

@@ -122,3 +122,13 @@ fn sd_notify_ready_and_status_lines() {
     }
     assert_eq!(ran.trace(), ["sock=unset"], "tasks do not inherit NOTIFY_SOCKET");
 }
+
+#[test]
+fn status_never_warns_about_the_halt_task() {
+    let t = Test::new().traced("a", 0);
+    assert_eq!(t.run_more().code(), 0);
+    let st = t.raw_args_run(&["-c", "runner.cfg", "--status", "tasks.d"]);
+    assert_eq!(st.code(), 0);
+    st.stderr_lacks("halt task");
+    assert!(st.stderr().is_empty(), "{}", st.describe());
+}
