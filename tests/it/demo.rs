@@ -23,4 +23,7 @@ fn demo_runs() {
     assert!(stderr.contains("RETRY"), "the flaky task fails once\n{stderr}");
     assert!(stdout.contains("succeeded on try 2"), "{stdout}");
     assert!(stdout.contains("greeting from runner.cfg"), "{stdout}");
+    if crate::harness::is_root() {
+        crate::harness::remove_default_state(&std::path::Path::new(root).join("example-tasks.d"));
+    }
 }

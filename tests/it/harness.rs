@@ -235,6 +235,23 @@ impl Test {
     }
 }
 
+/// As root, a run without a configured state directory keeps its state
+/// under /var/lib/runner: the test removes what its own chain left there.
+impl Drop for Test {
+    fn drop(&mut self) {
+        if is_root() {
+            remove_default_state(&self.tasks_dir());
+        }
+    }
+}
+
+/// Removes `/var/lib/runner/<chain>` for the task directory `dir`.
+pub fn remove_default_state(dir: &Path) {
+    let canonical = std::fs::canonicalize(dir).unwrap_or_else(|_| dir.to_path_buf());
+    let state = Path::new("/var/lib/runner").join(runner::settings::chain_name(&canonical));
+    let _ = std::fs::remove_dir_all(state);
+}
+
 pub struct Running {
     pub child: std::process::Child,
 }
