@@ -63,7 +63,7 @@ impl Chain<'_> {
         let outcome = Outcome::decide(exit, attempt.try_num, t.started_at, &self.rules(p));
         self.advance(p, &outcome);
         t.note(&outcome.line(attempt.task));
-        report(&outcome, attempt.task);
+        report(&outcome, attempt.task, &self.position);
         self.record(p, &t, &outcome);
         if wants_stats {
             let after = hooks::after(&attempt, &outcome, t.log_path().as_deref());
@@ -309,12 +309,13 @@ fn journal_record(file: &str, o: &Outcome, log_file: Option<String>) -> (TaskRec
     (record, failure)
 }
 
-/// Runner's own line for a try's end (`OK` only at debug level).
-fn report(o: &Outcome, file: &str) {
+/// Runner's own line for a try's end (`OK` only at debug level), with the
+/// task's place in the iteration: `3/12 30-check-ami: RETRY (exit 1 …)`.
+fn report(o: &Outcome, file: &str, position: &str) {
     if o.result == TaskResult::Ok && !logging::enabled(logging::Level::Debug) {
         return;
     }
-    let line = o.line(file);
+    let line = format!("{position} {}", o.line(file));
     match o.result {
         TaskResult::Ok => logging::debug(&line),
         TaskResult::Halt | TaskResult::Exit | TaskResult::Cancelled => logging::info(&line),

@@ -50,6 +50,8 @@ pub struct Chain<'a> {
     tasks: Rc<Vec<Planned>>,
     log_dir: Option<LogDir>,
     save_failed: bool,
+    /// Where the current task stands in its iteration: `3/12`.
+    position: String,
     /// Tries that ended OK, and tries that are retried, in this run.
     oks: u64,
     retries: u64,
@@ -82,6 +84,7 @@ pub fn run(
         tasks: Rc::clone(&opts.tasks),
         log_dir: None,
         save_failed: false,
+        position: String::new(),
         oks: 0,
         retries: 0,
     };
@@ -276,14 +279,13 @@ impl Chain<'_> {
                 continue;
             }
             ran_any = true;
-            notify::status(&format!(
-                "task {}/{} {} (try {} of {})",
-                i + 1,
-                tasks.len(),
-                p.task.name,
-                self.cursor.try_num,
-                p.config.limits.max_tries.value
-            ));
+            self.position = format!("{}/{}", i + 1, tasks.len());
+            let progress = format!(
+                "task {} {} (try {} of {})",
+                self.position, p.task.name, self.cursor.try_num, p.config.limits.max_tries.value
+            );
+            logging::debug(&progress);
+            notify::status(&progress);
             match self.attempt(p)? {
                 Step::Next => i += 1,
                 Step::Again { restart: true } => i = 0,

@@ -132,3 +132,12 @@ fn status_never_warns_about_the_halt_task() {
     st.stderr_lacks("halt task");
     assert!(st.stderr().is_empty(), "{}", st.describe());
 }
+
+#[test]
+fn progress_shows_where_the_chain_is() {
+    let flaky = format!("{TRACE}\n[ -f \"$TRACE.once\" ] && exit 0\ntouch \"$TRACE.once\"\nexit 1");
+    let ran = Test::new().traced("a", 0).task("b", &flaky).status(0);
+    ran.stderr_has("2/2 b: RETRY (exit 1 after").stderr_lacks("task 1/2");
+    let ran = Test::new().traced("a", 0).traced("b", 0).args(["-v"]).status(0);
+    ran.stderr_has("task 1/2 a (try 1 of 5)").stderr_has("task 2/2 b (try 1 of 5)");
+}
