@@ -39,7 +39,7 @@ pub fn run(cli: &Cli) -> Result<i32> {
             // (a missing halt task) on every status call.
             let s = settings::resolve(cli)?;
             let wait = cli.wait.then(|| cli.timeout.map(std::time::Duration::from_secs_f64));
-            status::show(&s.state_dir, json, wait)
+            status::show(&s, json, wait)
         }
         Mode::List => {
             let s = resolve(cli)?;

@@ -4,10 +4,75 @@
 use std::io::Write;
 use std::path::Path;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 use crate::error::{Result, code};
+use crate::settings::Settings;
 use crate::state::{State, StateDir, Status};
+
+/// The version of the `--status --json` document (docs/status.schema.json).
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The `--status --json` document: named fields, the tasks in plan order
+/// (pending ones included), never the journal's internal shape.
+fn document(s: &Settings, state: &State, phase: &str) -> Value {
+    let dir = s.state_dir.display().to_string();
+    let Some(run) = state.run.as_ref().filter(|_| state.task_dir == s.task_dir.to_string_lossy()) else {
+        return json!({"schema_version": SCHEMA_VERSION, "state_dir": dir, "phase": "none", "run_id": null,
+            "exit_code": null, "tasks": []});
+    };
+    let index_of = |file: &str| s.tasks.iter().position(|p| p.task.file_str == file);
+    let log_of = |file: &str| run.last_failure.as_ref().filter(|f| f.task == file).and_then(|f| f.log_file.clone());
+    let tasks: Vec<Value> = s
+        .tasks
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            let file = p.task.file_str.as_str();
+            let rec = run.tasks.get(file);
+            json!({
+                "file": file,
+                "name": p.task.name,
+                "index": i + 1,
+                "result": rec.map_or("PENDING", |r| r.result.as_ref()),
+                "exit_code": run.last_failure.as_ref().filter(|f| f.task == file).and_then(|f| f.exit_code)
+                    .or(rec.filter(|r| r.result == "OK").map(|_| 0)),
+                "duration_s": rec.map(|r| r.duration_ms as f64 / 1000.0),
+                "tries": rec.map(|r| r.try_num),
+                "log": log_of(file),
+            })
+        })
+        .collect();
+    let current = run.current.as_ref().map(|c| {
+        json!({"task": c.task, "index": index_of(&c.task).map(|i| i + 1), "of": s.tasks.len(), "try": c.try_num,
+            "since": c.started_at, "attempt_key": c.attempt_key})
+    });
+    let next_retry = run
+        .next_retry_at
+        .as_ref()
+        .map(|at| json!({"task": run.last_failure.as_ref().map(|f| f.task.clone()), "at": at}));
+    let last_failure = run.last_failure.as_ref().map(|f| {
+        json!({"task": f.task, "result": f.result, "exit_code": f.exit_code, "signal": f.signal,
+            "timed_out": f.timed_out, "try": f.try_num, "at": f.at, "how": f.how, "log": f.log_file})
+    });
+    json!({
+        "schema_version": SCHEMA_VERSION,
+        "state_dir": dir,
+        "phase": phase,
+        "run_id": run.run_id,
+        "pid": run.pid,
+        "started_at": run.started_at,
+        "updated_at": run.updated_at,
+        "iteration": run.iteration,
+        "try": run.try_num,
+        "current": current,
+        "next_retry": next_retry,
+        "last_failure": last_failure,
+        "exit_code": run.exit_code,
+        "halting": run.halting,
+        "tasks": tasks,
+    })
+}
 
 /// `running` (a runner holds the chain lock), `interrupted` (the run did
 /// not finish and nobody holds the lock: `--resume` continues it),
@@ -33,7 +98,8 @@ fn phase(state: &State, dir: &Path) -> &'static str {
 /// the runner that holds the chain lock to end. Exits with the last run's
 /// code when it ended, 0 while one runs or none is recorded, 75 when the
 /// wait timed out.
-pub fn show(dir: &Path, as_json: bool, wait: Option<Option<std::time::Duration>>) -> Result<i32> {
+pub fn show(s: &Settings, as_json: bool, wait: Option<Option<std::time::Duration>>) -> Result<i32> {
+    let dir = s.state_dir.as_path();
     if let Some(timeout) = wait {
         let deadline = timeout.map(|t| std::time::Instant::now() + t);
         while StateDir::open(dir).ok().and_then(|d| d.locked()).unwrap_or(false) {
@@ -52,9 +118,7 @@ pub fn show(dir: &Path, as_json: bool, wait: Option<Option<std::time::Duration>>
     };
     let mut out = std::io::stdout().lock();
     if as_json {
-        let journal: serde_json::Value =
-            state.to_json().ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
-        let doc = json!({"state_dir": dir.to_string_lossy(), "phase": phase, "journal": journal});
+        let doc = document(s, &state, phase);
         let _ = writeln!(out, "{}", serde_json::to_string_pretty(&doc).unwrap_or_default());
         return Ok(exit);
     }

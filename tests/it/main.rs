@@ -21,6 +21,7 @@ mod ops;
 mod order;
 mod output;
 mod protocol;
+mod schema;
 mod signals;
 mod state;
 mod supervision;

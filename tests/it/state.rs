@@ -282,8 +282,10 @@ fn status_while_running_and_after() {
     let js = t.run_more_with(&["--status", "--json"]);
     let doc: Value = serde_json::from_str(&js.stdout()).expect("status json");
     assert_eq!(doc["phase"], "running");
-    assert_eq!(doc["journal"]["run"]["current"]["task"], "2-slow");
-    assert_eq!(doc["journal"]["run"]["tasks"]["1-ok"][0], "OK");
+    assert_eq!(doc["current"]["task"], "2-slow");
+    assert_eq!(doc["current"]["index"], 2);
+    assert_eq!(doc["tasks"][0]["file"], "1-ok");
+    assert_eq!(doc["tasks"][0]["result"], "OK");
     r.signal("TERM");
     r.wait(20);
     let st = t.run_more_with(&["--status"]);
