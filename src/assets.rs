@@ -107,9 +107,39 @@ pub fn generate(dir: &Path) -> io::Result<()> {
     page.extend_from_slice(EXTRA.as_bytes());
     man.render_version_section(&mut page)?;
     File::create(dir.join("runner.1"))?.write_all(&page)?;
+    let hidden: Vec<String> = cmd
+        .get_arguments()
+        .filter(|a| a.is_hide_set())
+        .filter_map(|a| a.get_long())
+        .map(|l| format!("--{l}"))
+        .collect();
     for (shell, name) in [(Shell::Bash, "runner.bash"), (Shell::Zsh, "_runner"), (Shell::Fish, "runner.fish")] {
-        let mut out = File::create(dir.join(name))?;
-        clap_complete::generate(shell, &mut cmd.clone(), "runner", &mut out);
+        let mut text = Vec::new();
+        clap_complete::generate(shell, &mut cmd.clone(), "runner", &mut text);
+        let text = without_hidden(&String::from_utf8_lossy(&text), &hidden);
+        File::create(dir.join(name))?.write_all(text.as_bytes())?;
     }
     Ok(())
+}
+
+/// A completion script without the hidden flags (packaging and the
+/// watchdog are runner's own business): lines that offer one go (zsh,
+/// fish), and the words in bash's list.
+fn without_hidden(script: &str, hidden: &[String]) -> String {
+    let mut out = String::with_capacity(script.len());
+    for line in script.split_inclusive('\n') {
+        let fish_or_zsh = hidden.iter().any(|h| {
+            let long = h.trim_start_matches('-');
+            line.contains(&format!("'{h}")) || line.contains(&format!("-l {long} "))
+        });
+        if fish_or_zsh {
+            continue;
+        }
+        let mut line = line.to_string();
+        for h in hidden {
+            line = line.replace(&format!(" {h} "), " ").replace(&format!(" {h}\""), "\"");
+        }
+        out.push_str(&line);
+    }
+    out
 }

@@ -32,11 +32,11 @@ directory I/O error, 75 chain locked, 77 unsafe state directory (root),
 pub struct Cli {
     /// Task directory (default: [runner] task_dir; ignored with -g, as the
     /// reference did)
-    #[arg(value_name = "TASKDIR")]
+    #[arg(value_name = "TASKDIR", value_hint = clap::ValueHint::DirPath)]
     pub taskdir: Option<PathBuf>,
 
     /// INI configuration file
-    #[arg(short = 'c', long = "config", value_name = "FILE")]
+    #[arg(short = 'c', long = "config", value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
     pub config: Option<PathBuf>,
 
     /// Print one configuration value and exit (SECTION.KEY)

@@ -49,4 +49,14 @@ fn generated_man_page_and_completions_cover_every_flag() {
         assert!(fish.contains(&format!("-l {flag}")), "fish lacks --{flag}");
     }
     assert!(!man.contains("generate-assets"), "the hidden flag stays hidden");
+    // Completions offer no hidden flag, directories for TASKDIR and files
+    // for -c.
+    for hidden in ["watchdog", "generate-assets"] {
+        assert!(!fish.contains(&format!("-l {hidden}")), "fish offers --{hidden}");
+        assert!(!zsh.contains(&format!("'--{hidden}")), "zsh offers --{hidden}");
+        let opts = bash.lines().find(|l| l.contains("opts=\"")).unwrap_or("");
+        assert!(!opts.contains(&format!("--{hidden}")), "bash offers --{hidden}");
+    }
+    assert!(zsh.contains("_files -/"), "zsh completes directories for TASKDIR");
+    assert!(zsh.contains("FILE:_files"), "zsh completes files for -c");
 }
