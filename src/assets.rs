@@ -47,6 +47,21 @@ configuration error: unreadable or malformed config, bad value, missing TASKDIR,
 .TP
 \fB128+N\fR
 stopped by signal N (SIGINT 130, SIGTERM 143, SIGHUP 129)
+.SH CONFIGURATION
+One INI file (\fB\-c\fR), read with Python 2.7's RawConfigParser rules as mozilla/build\-runner did: \fB[section]\fR, \fIkey\fR = \fIvalue\fR or \fIkey\fR: \fIvalue\fR, comments starting with # or ; (a ; after white space ends a value), indented continuation lines, \fB[DEFAULT]\fR as fallback.
+.PP
+\fB[runner]\fR keys (default in brackets):
+@RUNNER_KEYS@
+.PP
+\fB[env]\fR: each key is exported to tasks, hooks and the halt task (with the \fB[DEFAULT]\fR keys); values are never logged.
+.PP
+A section named after a task (its name, \fB3\-check\-ami.sh\fR \(-> \fBcheck\-ami\fR, or its file name) may set \fBmax_time\fR, \fBmax_tries\fR, \fBsleep_time\fR, \fBretry_jitter\fR, \fBinterpreter\fR, \fBkill_grace\fR, \fBdepends_on\fR = \fIa, b\fR (run after those tasks; a cycle or unknown task is exit 78) and \fBrun\fR = \fBalways\fR | \fBonce\fR | \fBonce\-per\-boot\fR. Any other key is free\-form configuration for tasks to read with \fB\-g\fR.
+.SH HOOKS
+\fBtask_hook\fR runs before and after each task, \fBpre_task_hook\fR before, \fBpost_task_hook\fR after: the command split like a shell would, plus the stats JSON as one more argument (never through a shell). Before: {"try_num", "max_retries", "task", "result": "RUNNING", "name", "iteration", "run_id", "attempt_key", "started_at"}; after: the same with \fBresult\fR one of OK RETRY HALT EXIT CANCELLED plus "exit_code", "signal", "timed_out", "duration_s", "finished_at", "log_file". A hook's exit status never changes the chain. Schema: /usr/share/doc/runner (docs/hook\-stats.schema.json in the source).
+.SH EVENTS
+\fB\-\-events\fR \fIFILE\fR appends one JSON object per line: run_start, task_start, task_end (with the hook stats), sleep (seconds, next_try), halt_start (reason), halt_end, run_end (exit_code, tasks_ok, retries, duration_s, summary). Every line has "event" and "time".
+.SH STATUS
+\fB\-\-status\fR prints what the chain is doing now or did last and exits with the last run's exit code (0 while one runs or none is recorded); \fB\-\-status \-\-wait\fR first waits for the running chain to end (\fB\-\-wait\-timeout\fR \fISECS\fR: 75 when it passes). \fB\-\-status \-\-json\fR prints a versioned document: schema_version, phase (none, running, interrupted, cancelled, finished), run_id, current task, next_retry, last_failure, exit_code and the tasks in plan order. When \fBNOTIFY_SOCKET\fR is set, runner sends READY=1 and STATUS= lines, which systemctl status shows.
 .SH "TASK PROTOCOL"
 Each executable in TASKDIR runs in name order (after its \fBdepends_on\fR).
 Exit 0 goes on to the next task; exit 2 runs the halt task and stops; exit 3
@@ -88,6 +103,22 @@ the run's id; an idempotency key kept while the task is retried or resumed and r
 the task's log file
 .PP
 runner itself reads \fBXDG_STATE_HOME\fR and \fBHOME\fR (state directory) and \fBRUNNER_SYSLOG_SOCKET\fR (the socket for \fB\-\-syslog\fR, default /dev/log).
+.SH EXAMPLES
+.TP
+\fBrunner \-c /etc/runner.cfg /etc/runner.d\fR
+run the chain forever (a task says when the machine must be recycled)
+.TP
+\fBrunner \-c /etc/runner.cfg \-n 1 \-\-resume\fR
+provision once at boot, going on where a reboot cut the last run short
+.TP
+\fBrunner \-c /etc/runner.cfg \-\-check\fR
+validate the configuration and tasks; exit 78 on any error
+.TP
+\fBrunner \-c /etc/runner.cfg \-\-status \-\-wait\fR
+wait for the running chain and exit with its exit code
+.TP
+\fBX=$($RUNNER_CONFIG_CMD \-g hg.remote)\fR
+in a task: read one configuration value
 .SH "SEE ALSO"
 \fBrun\-parts\fR(8), \fBsystemd.service\fR(5)
 "#;
@@ -104,7 +135,11 @@ pub fn generate(dir: &Path) -> io::Result<()> {
     man.render_synopsis_section(&mut page)?;
     man.render_description_section(&mut page)?;
     man.render_options_section(&mut page)?;
-    page.extend_from_slice(EXTRA.as_bytes());
+    let keys: String = crate::settings::config::RUNNER_KEY_DOCS
+        .iter()
+        .map(|(k, d, m)| format!(".TP\n\\fB{k}\\fR [{}]\n{}\n", d.replace('-', "\\-"), m.replace('-', "\\-")))
+        .collect();
+    page.extend_from_slice(EXTRA.replace("@RUNNER_KEYS@\n", &keys).as_bytes());
     man.render_version_section(&mut page)?;
     File::create(dir.join("runner.1"))?.write_all(&page)?;
     let hidden: Vec<String> = cmd

@@ -106,26 +106,34 @@ impl Default for Limits {
 }
 
 /// Every key `[runner]` understands.
-pub const RUNNER_KEYS: &[&str] = &[
-    "sleep_time",
-    "retry_jitter",
-    "max_tries",
-    "max_time",
-    "halt_task",
-    "task_hook",
-    "pre_task_hook",
-    "post_task_hook",
-    "interpreter",
-    "include_dir",
-    "task_dir",
-    "times",
-    "retry_from",
-    "kill_grace",
-    "max_sleep_time",
-    "state_dir",
-    "keep_logs",
-    "max_log_size",
+/// Every key `[runner]` understands, its default and meaning: the one
+/// source of the unknown-key check, the man page's CONFIGURATION section
+/// and the README's table.
+pub const RUNNER_KEY_DOCS: &[(&str, &str, &str)] = &[
+    ("sleep_time", "1", "minimum seconds between retries"),
+    ("retry_jitter", "30", "random extra seconds of a backoff"),
+    ("max_tries", "5", "tries of the chain before giving up (1 or more)"),
+    ("max_time", "600", "seconds a task may run; 0 = no limit"),
+    ("halt_task", "halt.sh", "file in TASKDIR run to halt; empty: none"),
+    ("task_hook", "-", "command run before and after each task with the stats JSON as its last argument"),
+    ("pre_task_hook", "-", "the same, before each task only"),
+    ("post_task_hook", "-", "the same, after each task only"),
+    ("interpreter", "-", "command prefix for tasks, e.g. /bin/bash -e; empty: none"),
+    ("include_dir", "-", "directory of further INI files read after this one, in name order"),
+    ("task_dir", "-", "TASKDIR when none is given on the command line"),
+    ("times", "forever", "iterations when -n is not given; 0 = forever"),
+    ("retry_from", "failed", "failed: retry at the failed task; start: from the first task"),
+    ("kill_grace", "10", "seconds between SIGTERM and SIGKILL"),
+    ("max_sleep_time", "-", "cap on one backoff sleep"),
+    ("state_dir", "-", "where lock, journal and logs live"),
+    ("keep_logs", "20", "log folders kept, one per iteration; 0 = no task logs"),
+    ("max_log_size", "16M", "cap of one task's log in one iteration, keeping the tail"),
 ];
+
+/// The names of [`RUNNER_KEY_DOCS`].
+pub fn runner_keys() -> Vec<&'static str> {
+    RUNNER_KEY_DOCS.iter().map(|(k, _, _)| *k).collect()
+}
 
 /// Hook commands, already split into words.
 #[derive(Clone, Debug, Default)]
@@ -266,13 +274,13 @@ impl Config {
         let mut runner = Runner::default();
         if let Some(section) = ini.section("runner") {
             for e in &section.entries {
-                if !RUNNER_KEYS.contains(&e.key.as_str()) {
+                if !RUNNER_KEY_DOCS.iter().any(|(k, _, _)| *k == e.key) {
                     diags.warn(
                         ini.at(e.loc),
                         format!(
                             "unknown key '{}' in [runner]; did you mean '{}'?",
                             e.key,
-                            nearest(&e.key, RUNNER_KEYS)
+                            nearest(&e.key, &runner_keys())
                         ),
                     );
                 }
@@ -523,8 +531,8 @@ mod tests {
 
     #[test]
     fn nearest_key() {
-        assert_eq!(nearest("max_try", RUNNER_KEYS), "max_tries");
-        assert_eq!(nearest("sleeptime", RUNNER_KEYS), "sleep_time");
-        assert_eq!(nearest("Max_Time", RUNNER_KEYS), "max_time");
+        assert_eq!(nearest("max_try", &runner_keys()), "max_tries");
+        assert_eq!(nearest("sleeptime", &runner_keys()), "sleep_time");
+        assert_eq!(nearest("Max_Time", &runner_keys()), "max_time");
     }
 }

@@ -18,6 +18,12 @@ fn generated_man_page_and_completions_cover_every_flag() {
         ".SH \"EXIT STATUS\"",
         ".SH FILES",
         ".SH ENVIRONMENT",
+        ".SH CONFIGURATION",
+        ".SH HOOKS",
+        ".SH EVENTS",
+        ".SH STATUS",
+        ".SH EXAMPLES",
+        "max_log_size",
     ] {
         assert!(man.contains(section), "man page lacks {section}");
     }
