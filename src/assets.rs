@@ -102,7 +102,7 @@ the run's id; an idempotency key kept while the task is retried or resumed and r
 \fBRUNNER_LOG_FILE\fR
 the task's log file
 .PP
-runner itself reads \fBXDG_STATE_HOME\fR and \fBHOME\fR (state directory) and \fBRUNNER_SYSLOG_SOCKET\fR (the socket for \fB\-\-syslog\fR, default /dev/log).
+runner itself reads \fBXDG_STATE_HOME\fR and \fBHOME\fR (state directory), \fBRUNNER_SYSLOG_SOCKET\fR (the socket for \fB\-\-syslog\fR, default /dev/log), \fBNOTIFY_SOCKET\fR (sd_notify), and \fBJOURNAL_STREAM\fR: when it names runner's stderr, every line goes to the journal natively with the fields \fBRUNNER_TASK\fR, \fBRUNNER_RUN_ID\fR, \fBRUNNER_TRY\fR and \fBRUNNER_ITERATION\fR (\fBjournalctl \-u runner RUNNER_TASK=\fR\fIfile\fR); \fBRUNNER_JOURNAL_SOCKET\fR names another socket than /run/systemd/journal/socket.
 .SH EXAMPLES
 .TP
 \fBrunner \-c /etc/runner.cfg /etc/runner.d\fR

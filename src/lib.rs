@@ -13,6 +13,7 @@
 pub mod assets;
 pub mod chain;
 pub mod error;
+pub mod journald;
 pub mod logging;
 pub mod modes;
 pub mod process;

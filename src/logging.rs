@@ -30,7 +30,9 @@ static DROPPED: AtomicU64 = AtomicU64::new(0);
 /// Sets the level and opens the syslog socket when asked for.
 pub fn init(level: Level, syslog: bool) {
     LEVEL.store(level as u8, Ordering::Relaxed);
-    if syslog {
+    // Under journald, the journal has every line already: no syslog copy.
+    let journald = !matches!(crate::journald::mode(), crate::journald::Journal::Off);
+    if syslog && !journald {
         let path = std::env::var_os("RUNNER_SYSLOG_SOCKET").unwrap_or_else(|| "/dev/log".into());
         let sock =
             UnixDatagram::unbound().and_then(|s| s.connect(&path).and_then(|_| s.set_nonblocking(true)).map(|_| s));
@@ -56,14 +58,24 @@ fn emit(level: Level, text: &str) {
         Level::Info => "",
         Level::Debug => "debug: ",
     };
-    let _ = writeln!(std::io::stderr().lock(), "runner: {tag}{text}");
+    let severity = match level {
+        Level::Error => 3,
+        Level::Warn => 4,
+        Level::Info => 6,
+        Level::Debug => 7,
+    };
+    match crate::journald::mode() {
+        crate::journald::Journal::Native(_) => {
+            crate::journald::send(severity, format!("runner: {tag}{text}").as_bytes());
+        }
+        crate::journald::Journal::Prefixed => {
+            let _ = writeln!(std::io::stderr().lock(), "<{severity}>runner: {tag}{text}");
+        }
+        crate::journald::Journal::Off => {
+            let _ = writeln!(std::io::stderr().lock(), "runner: {tag}{text}");
+        }
+    }
     if let Some(Some(sock)) = SYSLOG.get() {
-        let severity = match level {
-            Level::Error => 3,
-            Level::Warn => 4,
-            Level::Info => 6,
-            Level::Debug => 7,
-        };
         let msg = format!("<{}>runner[{}]: {tag}{text}", 3 * 8 + severity, std::process::id());
         if let Err(e) = sock.send(msg.as_bytes())
             && e.kind() == std::io::ErrorKind::WouldBlock

@@ -50,6 +50,7 @@ impl Chain<'_> {
         let t = self.prepare(p);
         let attempt = stats_of(p, &t);
         let job = self.job(p, &t);
+        crate::journald::set_task(Some((attempt.task, attempt.run_id, attempt.try_num, attempt.iteration)));
         let opts = self.opts;
         let hooks = &opts.config.runner.hooks;
         // The stats object is built only when someone reads it.
@@ -75,6 +76,7 @@ impl Chain<'_> {
         if let Some(sig) = signals::cancelled() {
             return Err(code::SIGNAL_BASE + sig);
         }
+        crate::journald::set_task(None);
         self.next_step(attempt.task, &outcome)
     }
 

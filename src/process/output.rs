@@ -187,11 +187,40 @@ pub struct Terminal {
     raw: bool,
     at_line_start: [bool; 2],
     buf: Vec<u8>,
+    /// Under journald: the unfinished line of each stream.
+    pending: [Vec<u8>; 2],
 }
 
 impl Terminal {
+    /// Under journald: each whole line as its own entry (stdout at info,
+    /// stderr at warning), an unfinished one kept until its end.
+    fn send_to_journal(&mut self, stream: Stream, data: &[u8]) {
+        let priority = if stream == Stream::Err { 4 } else { 6 };
+        let pending = &mut self.pending[stream as usize];
+        for line in lines(data) {
+            pending.extend_from_slice(line);
+            if line.ends_with(b"\n") || pending.len() >= 48 * 1024 {
+                let mut message = self.prefix.clone();
+                message.extend_from_slice(pending);
+                if !crate::journald::send(priority, &message) {
+                    // No native socket: a `<N>` prefix journald reads.
+                    let mut prefixed = format!("<{priority}>").into_bytes();
+                    prefixed.extend_from_slice(&message);
+                    Terminal::emit(stream, &prefixed);
+                }
+                pending.clear();
+            }
+        }
+    }
+
     pub fn new(label: &str, raw: bool) -> Terminal {
-        Terminal { prefix: format!("[{label}] ").into_bytes(), raw, at_line_start: [true; 2], buf: Vec::new() }
+        Terminal {
+            prefix: format!("[{label}] ").into_bytes(),
+            raw,
+            at_line_start: [true; 2],
+            buf: Vec::new(),
+            pending: [Vec::new(), Vec::new()],
+        }
     }
 
     /// Writes and flushes: stdout is line-buffered, and an unfinished line
@@ -228,6 +257,9 @@ impl Sink for Terminal {
         if self.raw {
             return Terminal::emit(stream, data);
         }
+        if !matches!(crate::journald::mode(), crate::journald::Journal::Off) {
+            return self.send_to_journal(stream, data);
+        }
         let start = &mut self.at_line_start[stream as usize];
         self.buf.clear();
         self.buf.reserve(data.len() + self.prefix.len() * (data.len() / 32 + 2));
@@ -243,6 +275,9 @@ impl Sink for Terminal {
 
     fn finish(&mut self) {
         for stream in [Stream::Out, Stream::Err] {
+            if !self.pending[stream as usize].is_empty() {
+                self.send_to_journal(stream, b"\n");
+            }
             if !self.raw && !self.at_line_start[stream as usize] {
                 Terminal::emit(stream, b"\n");
             }

@@ -141,3 +141,86 @@ fn progress_shows_where_the_chain_is() {
     let ran = Test::new().traced("a", 0).traced("b", 0).args(["-v"]).status(0);
     ran.stderr_has("task 1/2 a (try 1 of 5)").stderr_has("task 2/2 b (try 1 of 5)");
 }
+
+/// The entries of the journal's native protocol in one datagram.
+fn journal_fields(datagram: &[u8]) -> std::collections::HashMap<String, String> {
+    let mut fields = std::collections::HashMap::new();
+    let mut rest = datagram;
+    while let Some(nl) = rest.iter().position(|&b| b == b'\n') {
+        let line = &rest[..nl];
+        if let Some(eq) = line.iter().position(|&b| b == b'=') {
+            fields.insert(
+                String::from_utf8_lossy(&line[..eq]).into_owned(),
+                String::from_utf8_lossy(&line[eq + 1..]).into_owned(),
+            );
+            rest = &rest[nl + 1..];
+        } else {
+            let name = String::from_utf8_lossy(line).into_owned();
+            let len = u64::from_le_bytes(rest[nl + 1..nl + 9].try_into().expect("length")) as usize;
+            let value = &rest[nl + 9..nl + 9 + len];
+            fields.insert(name, String::from_utf8_lossy(value).into_owned());
+            rest = &rest[nl + 9 + len + 1..];
+        }
+    }
+    fields
+}
+
+#[test]
+fn under_journald_lines_go_natively_with_fields() {
+    use std::os::unix::fs::MetadataExt;
+    let t = Test::new().task("10-greet", "echo hello\necho oops >&2");
+    let journal = std::os::unix::net::UnixDatagram::bind(t.path().join("journal.sock")).expect("bind");
+    journal.set_nonblocking(true).expect("nonblocking");
+    let syslog = std::os::unix::net::UnixDatagram::bind(t.path().join("syslog.sock")).expect("bind");
+    syslog.set_nonblocking(true).expect("nonblocking");
+    // stderr is the journal: JOURNAL_STREAM names it.
+    let err = std::fs::File::create(t.path().join("err")).expect("err");
+    let meta = err.metadata().expect("meta");
+    let (jpath, spath) = (t_path(&t, "journal.sock"), t_path(&t, "syslog.sock"));
+    let t = t
+        .env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino()))
+        .env("RUNNER_JOURNAL_SOCKET", jpath)
+        .env("RUNNER_SYSLOG_SOCKET", spath)
+        .args(["--syslog"]);
+    let mut r = t.spawn();
+    assert_eq!(r.wait(20), 0);
+    let mut entries = Vec::new();
+    let mut buf = vec![0u8; 65536];
+    while let Ok(n) = journal.recv(&mut buf) {
+        entries.push(journal_fields(&buf[..n]));
+    }
+    let hello = entries.iter().find(|e| e["MESSAGE"] == "[greet] hello").expect("task line");
+    assert_eq!(hello["RUNNER_TASK"], "10-greet");
+    assert_eq!(hello["RUNNER_TRY"], "1");
+    assert_eq!(hello["RUNNER_ITERATION"], "1");
+    assert!(!hello["RUNNER_RUN_ID"].is_empty());
+    assert_eq!(hello["PRIORITY"], "6");
+    let oops = entries.iter().find(|e| e["MESSAGE"] == "[greet] oops").expect("stderr line");
+    assert_eq!(oops["PRIORITY"], "4");
+    assert!(entries.iter().any(|e| e["MESSAGE"].starts_with("runner: finished:") && e["PRIORITY"] == "6"));
+    // Not twice: nothing on stdout or stderr, nothing to syslog.
+    assert_eq!(std::fs::read_to_string(t.path().join("out")).unwrap_or_default(), "");
+    assert_eq!(std::fs::read_to_string(t.path().join("err")).unwrap_or_default(), "");
+    assert!(syslog.recv(&mut buf).is_err(), "syslog got a copy");
+}
+
+fn t_path(t: &Test, name: &str) -> std::ffi::OsString {
+    t.path().join(name).into_os_string()
+}
+
+#[test]
+fn under_journald_without_its_socket_lines_carry_priority_prefixes() {
+    use std::os::unix::fs::MetadataExt;
+    let t = Test::new().task("10-greet", "echo hello");
+    let err = std::fs::File::create(t.path().join("err")).expect("err");
+    let meta = err.metadata().expect("meta");
+    let missing = t_path(&t, "no-such.sock");
+    let t = t.env("JOURNAL_STREAM", format!("{}:{}", meta.dev(), meta.ino())).env("RUNNER_JOURNAL_SOCKET", missing);
+    let mut r = t.spawn();
+    assert_eq!(r.wait(20), 0);
+    let err = std::fs::read_to_string(t.path().join("err")).unwrap_or_default();
+    assert!(err.lines().all(|l| l.starts_with("<4>runner: ") || l.starts_with("<6>runner: ")), "{err}");
+    assert!(err.contains("<6>runner: finished:"), "{err}");
+    let out = std::fs::read_to_string(t.path().join("out")).unwrap_or_default();
+    assert_eq!(out, "<6>[greet] hello\n");
+}
