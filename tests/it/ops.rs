@@ -224,3 +224,13 @@ fn under_journald_without_its_socket_lines_carry_priority_prefixes() {
     let out = std::fs::read_to_string(t.path().join("out")).unwrap_or_default();
     assert_eq!(out, "<6>[greet] hello\n");
 }
+
+#[test]
+fn status_needs_no_taskdir_when_the_config_names_it() {
+    let t = Test::new().config("[runner]\ntask_dir = tasks.d\n").traced("a", 0);
+    assert_eq!(t.run_more().code(), 0);
+    let st = t.raw_args_run(&["-c", "runner.cfg", "--status"]);
+    assert_eq!(st.code(), 0, "{}", st.describe());
+    st.stdout_has("finished, exit 0");
+    assert!(st.stderr().is_empty(), "{}", st.describe());
+}
