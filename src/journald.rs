@@ -26,8 +26,14 @@ pub enum Journal {
 }
 
 static JOURNAL: OnceLock<Journal> = OnceLock::new();
-/// The fields of the task running now: (task, run id, try, iteration).
-static CONTEXT: Mutex<Option<[String; 4]>> = Mutex::new(None);
+/// The fields of the run (run id, iteration) and of the task running now
+/// (task, try).
+static CONTEXT: Mutex<Context> = Mutex::new(Context { run: None, task: None });
+
+struct Context {
+    run: Option<(String, u64)>,
+    task: Option<(String, u32)>,
+}
 
 /// Whether `JOURNAL_STREAM` ("DEV:INODE") names runner's stderr.
 fn stderr_is_journal() -> bool {
@@ -50,13 +56,21 @@ pub fn mode() -> &'static Journal {
     })
 }
 
-/// Sets (or clears) the fields of the running task.
-pub fn set_task(task: Option<(&str, &str, u32, u64)>) {
-    if matches!(mode(), Journal::Off) {
-        return;
+/// Sets the fields of the run: every line from now on carries them.
+pub fn set_run(run_id: &str, iteration: u64) {
+    if !matches!(mode(), Journal::Off)
+        && let Ok(mut c) = CONTEXT.lock()
+    {
+        c.run = Some((run_id.to_string(), iteration));
     }
-    if let Ok(mut c) = CONTEXT.lock() {
-        *c = task.map(|(t, r, try_num, it)| [t.to_string(), r.to_string(), try_num.to_string(), it.to_string()]);
+}
+
+/// Sets (or clears) the fields of the running task.
+pub fn set_task(task: Option<(&str, u32)>) {
+    if !matches!(mode(), Journal::Off)
+        && let Ok(mut c) = CONTEXT.lock()
+    {
+        c.task = task.map(|(t, try_num)| (t.to_string(), try_num));
     }
 }
 
@@ -67,12 +81,12 @@ pub fn send(priority: u8, message: &[u8]) -> bool {
     let Journal::Native(sock) = mode() else { return false };
     let mut entry = Vec::with_capacity(message.len() + 200);
     entry.extend_from_slice(format!("PRIORITY={priority}\nSYSLOG_IDENTIFIER=runner\n").as_bytes());
-    if let Ok(c) = CONTEXT.lock()
-        && let Some([task, run, try_num, it]) = c.as_ref()
-    {
-        for (k, v) in [("RUNNER_TASK", task), ("RUNNER_RUN_ID", run), ("RUNNER_TRY", try_num), ("RUNNER_ITERATION", it)]
-        {
-            entry.extend_from_slice(format!("{k}={v}\n").as_bytes());
+    if let Ok(c) = CONTEXT.lock() {
+        if let Some((run, iteration)) = &c.run {
+            entry.extend_from_slice(format!("RUNNER_RUN_ID={run}\nRUNNER_ITERATION={iteration}\n").as_bytes());
+        }
+        if let Some((task, try_num)) = &c.task {
+            entry.extend_from_slice(format!("RUNNER_TASK={task}\nRUNNER_TRY={try_num}\n").as_bytes());
         }
     }
     // MESSAGE in the binary-safe form: name, newline, 64-bit length, data.

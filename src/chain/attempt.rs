@@ -50,7 +50,7 @@ impl Chain<'_> {
         let t = self.prepare(p);
         let attempt = stats_of(p, &t);
         let job = self.job(p, &t);
-        crate::journald::set_task(Some((attempt.task, attempt.run_id, attempt.try_num, attempt.iteration)));
+        crate::journald::set_task(Some((attempt.task, attempt.try_num)));
         let opts = self.opts;
         let hooks = &opts.config.runner.hooks;
         // The stats object is built only when someone reads it.

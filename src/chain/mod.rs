@@ -197,6 +197,7 @@ impl Chain<'_> {
                 return code;
             }
             listed = false;
+            crate::journald::set_run(&self.cursor.run_id, self.cursor.iteration);
             logging::info(&format!("iteration {}", self.cursor.iteration));
             self.log_dir =
                 self.journal.log_dir(&self.cursor.run_id, self.cursor.iteration, self.opts.config.runner.keep_logs);

@@ -197,7 +197,10 @@ fn under_journald_lines_go_natively_with_fields() {
     assert_eq!(hello["PRIORITY"], "6");
     let oops = entries.iter().find(|e| e["MESSAGE"] == "[greet] oops").expect("stderr line");
     assert_eq!(oops["PRIORITY"], "4");
-    assert!(entries.iter().any(|e| e["MESSAGE"].starts_with("runner: finished:") && e["PRIORITY"] == "6"));
+    let summary = entries.iter().find(|e| e["MESSAGE"].starts_with("runner: finished:")).expect("summary");
+    assert_eq!(summary["PRIORITY"], "6");
+    assert_eq!(summary["RUNNER_RUN_ID"], hello["RUNNER_RUN_ID"], "runner's own lines carry the run's fields");
+    assert!(!summary.contains_key("RUNNER_TASK"));
     // Not twice: nothing on stdout or stderr, nothing to syslog.
     assert_eq!(std::fs::read_to_string(t.path().join("out")).unwrap_or_default(), "");
     assert_eq!(std::fs::read_to_string(t.path().join("err")).unwrap_or_default(), "");
