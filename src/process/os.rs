@@ -99,3 +99,31 @@ pub fn reap_adopted(now: bool) {
         }
     }
 }
+
+/// Polls the descriptors given (a `None` is not polled: a closed pipe would
+/// report POLLHUP forever and turn a wait into a busy loop) until one is
+/// ready or the timeout passes. Which are ready; none after an interrupt.
+pub fn poll_ready<const N: usize>(
+    fds: [Option<std::os::fd::BorrowedFd<'_>>; N],
+    timeout: Option<&rustix::event::Timespec>,
+) -> std::io::Result<[bool; N]> {
+    use rustix::event::{PollFd, PollFlags};
+    let mut polled: Vec<PollFd> = Vec::with_capacity(N);
+    let mut slots: Vec<usize> = Vec::with_capacity(N);
+    for (i, fd) in fds.iter().enumerate() {
+        if let Some(fd) = fd {
+            polled.push(PollFd::from_borrowed_fd(*fd, PollFlags::IN));
+            slots.push(i);
+        }
+    }
+    let mut ready = [false; N];
+    match rustix::event::poll(&mut polled, timeout) {
+        Ok(_) => {}
+        Err(rustix::io::Errno::INTR) => return Ok(ready),
+        Err(e) => return Err(e.into()),
+    }
+    for (fd, &slot) in polled.iter().zip(&slots) {
+        ready[slot] = !fd.revents().is_empty();
+    }
+    Ok(ready)
+}

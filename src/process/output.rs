@@ -7,7 +7,7 @@
 
 use std::fs::File;
 use std::io::{self, Read, Write};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::FileExt;
 use std::process::{Child, ChildStderr, ChildStdout};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,21 +45,38 @@ pub fn forward_in_thread(child: &mut Child, job: &Job, sinks: Vec<Box<dyn Sink>>
         pump_some(streams.0, streams.1, sinks, wake, &label);
         let _ = done.send(());
     });
-    if let Err(e) = spawned {
-        crate::logging::error(&format!("{}: cannot start output thread: {e}", job.label));
-    }
-    (drained, Handoff { bell })
+    let thread = match spawned {
+        Ok(t) => Some(t),
+        Err(e) => {
+            crate::logging::error(&format!("{}: cannot start output thread: {e}", job.label));
+            None
+        }
+    };
+    (drained, Handoff { bell, thread })
 }
 
-/// Tells a fallback output thread to hand its pipes to the shared drain.
+/// The fallback output thread of a job: told to hand its pipes to the
+/// shared drain, or waited for, it ends before the job's `run` returns.
 pub struct Handoff {
     bell: Option<OwnedFd>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Handoff {
+    /// Hands what is still open to the shared drain; the thread ends.
     pub fn now(self) {
+        // Without a bell the thread cannot be told: it is left to end when
+        // the output closes.
         if let Some(bell) = &self.bell {
             let _ = rustix::io::write(bell, &[1]);
+            self.join();
+        }
+    }
+
+    /// Waits for the thread (it has ended its work, or is about to).
+    pub fn join(self) {
+        if let Some(t) = self.thread {
+            let _ = t.join();
         }
     }
 }
@@ -470,29 +487,12 @@ fn pump_some(
 ) {
     let mut buf = take_buffer();
     while out.is_some() || err.is_some() {
-        let mut fds: Vec<PollFd> = Vec::with_capacity(3);
-        let mut slots: Vec<u8> = Vec::with_capacity(3);
-        if let Some(o) = &out {
-            fds.push(PollFd::new(o, PollFlags::IN));
-            slots.push(0);
-        }
-        if let Some(e) = &err {
-            fds.push(PollFd::new(e, PollFlags::IN));
-            slots.push(1);
-        }
-        if let Some(w) = &wake {
-            fds.push(PollFd::new(w, PollFlags::IN));
-            slots.push(2);
-        }
-        match rustix::event::poll(&mut fds, None) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
-            Err(_) => break,
-        }
-        let mut ready = [false; 3];
-        for (fd, slot) in fds.iter().zip(&slots) {
-            ready[usize::from(*slot)] = !fd.revents().is_empty();
-        }
-        drop(fds);
+        let Ok(ready) = super::os::poll_ready(
+            [out.as_ref().map(AsFd::as_fd), err.as_ref().map(AsFd::as_fd), wake.as_ref().map(AsFd::as_fd)],
+            None,
+        ) else {
+            break;
+        };
         if ready[2] {
             give_buffer(buf);
             leak(label, out, err, sinks);

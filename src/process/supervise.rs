@@ -12,12 +12,11 @@
 //! decides what an exit means.
 
 use std::io::{self, Read};
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::process::{Child, ExitStatus};
 use std::time::{Duration, Instant};
 
-use rustix::event::{PollFd, PollFlags};
 use wait_timeout::ChildExt;
 
 use super::output::{self, Sink, Stream};
@@ -178,36 +177,18 @@ pub fn poll_loop(
         }
         let next = [esc.next(), drain_until].into_iter().flatten().min();
         let timeout = next.map(|n| signals::timespec(n.saturating_duration_since(Instant::now())));
-        let bell = signals::doorbell();
-        // Only what is still open is polled: a closed pipe would report
-        // POLLHUP forever and turn the wait into a busy loop.
-        let mut fds: Vec<PollFd> = Vec::with_capacity(4);
-        let mut slots: Vec<u8> = Vec::with_capacity(4);
-        if let Some(o) = &out {
-            fds.push(PollFd::new(o, PollFlags::IN));
-            slots.push(0);
-        }
-        if let Some(e) = &err {
-            fds.push(PollFd::new(e, PollFlags::IN));
-            slots.push(1);
-        }
-        if status.is_none() {
-            fds.push(PollFd::new(&pidfd, PollFlags::IN));
-            slots.push(2);
-        }
-        if let Some(b) = &bell {
-            fds.push(PollFd::new(b, PollFlags::IN));
-            slots.push(3);
-        }
-        match rustix::event::poll(&mut fds, timeout.as_ref()) {
-            Ok(_) | Err(rustix::io::Errno::INTR) => {}
+        let ready = match os::poll_ready(
+            [
+                out.as_ref().map(AsFd::as_fd),
+                err.as_ref().map(AsFd::as_fd),
+                status.is_none().then(|| pidfd.as_fd()),
+                signals::doorbell(),
+            ],
+            timeout.as_ref(),
+        ) {
+            Ok(r) => r,
             Err(_) => break,
-        }
-        let mut ready = [false; 4];
-        for (fd, slot) in fds.iter().zip(&slots) {
-            ready[usize::from(*slot)] = !fd.revents().is_empty();
-        }
-        drop(fds);
+        };
         if ready[3] {
             signals::quiet_doorbell();
         }
@@ -266,12 +247,15 @@ pub fn threaded(
         esc.step(now);
         let slice = esc.next().map_or(FALLBACK_SLICE, |n| n.saturating_duration_since(now).min(FALLBACK_SLICE));
         if drained.recv_timeout(slice).is_ok() {
+            handoff.join();
             return (status, false);
         }
     }
     let leaked = drained.recv_timeout(drain_time()).is_err();
     if leaked {
         handoff.now();
+    } else {
+        handoff.join();
     }
     (status, leaked)
 }
