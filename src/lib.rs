@@ -8,7 +8,10 @@
 //! - [`chain`]: the loop of iterations and tries, and what an exit means;
 //! - [`modes`]: one function per thing runner can be asked to do.
 //!
-//! [`run`] picks the mode; `main` prints its error and exits with its code.
+//! Beside them: [`error`] (exit codes), [`logging`] and [`journald`]
+//! (runner's own lines), [`util`] (time formats, hex), [`assets`] (man page
+//! and completions). [`run`] picks the mode; `main` prints its error and
+//! exits with its code.
 
 pub mod assets;
 pub mod chain;
