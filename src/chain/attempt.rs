@@ -193,6 +193,7 @@ impl Chain<'_> {
             Next::Continue => match p.config.run.value {
                 RunMode::Once => TaskEnd::Once,
                 RunMode::OncePerBoot => TaskEnd::OncePerBoot,
+                RunMode::OncePerInstance => TaskEnd::OncePerInstance,
                 RunMode::Always => TaskEnd::Continue,
             },
         };

@@ -99,7 +99,7 @@ struct Plan<'a> {
 
 fn plan<'a>(opts: &'a Settings, journal: &State, state_dir: &std::path::Path) -> Plan<'a> {
     let ini = &opts.config.ini;
-    let boot = state::boot_id();
+    let machine = state::Machine::current();
     let markers = journal.markers_of(&opts.task_dir.to_string_lossy());
     let mut tasks = Vec::with_capacity(opts.tasks.len());
     let mut skipped: Vec<SkipPlan> = opts
@@ -111,7 +111,7 @@ fn plan<'a>(opts: &'a Settings, journal: &State, state_dir: &std::path::Path) ->
         let l = &p.config.limits;
         let file = p.task.file_str.as_str();
         let mode = p.config.run.value;
-        let already = markers.already_ran(file, mode, &boot).then_some(mode.as_str());
+        let already = markers.already_ran(file, mode, &machine).then_some(mode.as_str());
         if let Some(mode) = already {
             skipped.push(SkipPlan { file: file.into(), reason: SkipReason::AlreadyRan(mode).describe() });
             continue;

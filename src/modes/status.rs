@@ -168,6 +168,9 @@ pub fn show(s: &Settings, as_json: bool, wait: Option<Option<std::time::Duration
     for (task, since) in &markers.once {
         let _ = writeln!(out, "run once:     {task} done at {since}");
     }
+    for task in markers.once_per_instance.keys() {
+        let _ = writeln!(out, "once per instance: {task}");
+    }
     for task in markers.once_per_boot.keys() {
         let _ = writeln!(out, "once per boot: {task}");
     }

@@ -69,6 +69,8 @@ pub enum RunMode {
     Always,
     Once,
     OncePerBoot,
+    /// Once per machine identity: a clone of an image runs it again.
+    OncePerInstance,
 }
 
 impl RunMode {
@@ -77,6 +79,7 @@ impl RunMode {
             RunMode::Always => "always",
             RunMode::Once => "once",
             RunMode::OncePerBoot => "once-per-boot",
+            RunMode::OncePerInstance => "once-per-instance",
         }
     }
 }
@@ -360,11 +363,12 @@ impl Config {
                     "always" => Some(RunMode::Always),
                     "once" => Some(RunMode::Once),
                     "once-per-boot" => Some(RunMode::OncePerBoot),
+                    "once-per-instance" => Some(RunMode::OncePerInstance),
                     _ => None,
                 };
                 match mode {
                     Some(m) => run = v.val(e, m),
-                    None => v.bad(e, "expected 'always', 'once' or 'once-per-boot'"),
+                    None => v.bad(e, "expected 'always', 'once', 'once-per-boot' or 'once-per-instance'"),
                 }
             }
         }

@@ -71,21 +71,41 @@ pub struct Markers {
     /// `run = once-per-boot` tasks that succeeded, with the boot id.
     #[serde(default)]
     pub once_per_boot: BTreeMap<String, String>,
+    /// `run = once-per-instance` tasks that succeeded, with the machine's
+    /// identity (cloud instance id, else machine id).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub once_per_instance: BTreeMap<String, String>,
+}
+
+/// Who this machine is now: what once-per-boot and once-per-instance
+/// markers are compared with.
+#[derive(Clone, Debug, Default)]
+pub struct Machine {
+    pub boot_id: String,
+    pub instance_id: String,
+}
+
+impl Machine {
+    /// This boot's id and this machine's identity.
+    pub fn current() -> Machine {
+        Machine { boot_id: boot_id(), instance_id: instance_id() }
+    }
 }
 
 impl Markers {
     /// Whether a task with this run mode already succeeded (on this
-    /// machine, or in the boot `boot_id`).
-    pub fn already_ran(&self, task: &str, mode: RunMode, boot_id: &str) -> bool {
+    /// machine, in this boot, or on this instance).
+    pub fn already_ran(&self, task: &str, mode: RunMode, m: &Machine) -> bool {
         match mode {
             RunMode::Always => false,
             RunMode::Once => self.once.contains_key(task),
-            RunMode::OncePerBoot => self.once_per_boot.get(task).is_some_and(|b| b == boot_id),
+            RunMode::OncePerBoot => self.once_per_boot.get(task).is_some_and(|b| *b == m.boot_id),
+            RunMode::OncePerInstance => self.once_per_instance.get(task).is_some_and(|i| *i == m.instance_id),
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.once.is_empty() && self.once_per_boot.is_empty()
+        self.once.is_empty() && self.once_per_boot.is_empty() && self.once_per_instance.is_empty()
     }
 
     /// Adds every marker of `other` that `self` lacks.
@@ -95,6 +115,9 @@ impl Markers {
         }
         for (k, v) in &other.once_per_boot {
             self.once_per_boot.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        for (k, v) in &other.once_per_instance {
+            self.once_per_instance.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
 }
@@ -303,6 +326,9 @@ struct Mark {
     task_dir: String,
     /// The boot id for `once-per-boot`; none for `once`.
     boot: Option<String>,
+    /// The machine's identity for `once-per-instance`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    instance: Option<String>,
 }
 
 /// A numbered record of the log.
@@ -317,8 +343,11 @@ impl State {
     fn parse(bytes: &[u8]) -> serde_json::Result<State> {
         let mut s: State = serde_json::from_slice(bytes)?;
         if !s.once.is_empty() || !s.once_per_boot.is_empty() {
-            let legacy =
-                Markers { once: std::mem::take(&mut s.once), once_per_boot: std::mem::take(&mut s.once_per_boot) };
+            let legacy = Markers {
+                once: std::mem::take(&mut s.once),
+                once_per_boot: std::mem::take(&mut s.once_per_boot),
+                ..Markers::default()
+            };
             s.markers.entry(s.task_dir.clone()).or_default().absorb(&legacy);
         }
         Ok(s)
@@ -393,6 +422,7 @@ impl State {
                 if let Some(m) = self.markers.get_mut(task_dir) {
                     m.once.remove(task);
                     m.once_per_boot.remove(task);
+                    m.once_per_instance.remove(task);
                 }
                 self.markers.retain(|_, m| !m.is_empty());
             }
@@ -422,9 +452,10 @@ impl State {
         }
         if let Some(m) = mark {
             let markers = self.markers.entry(m.task_dir.clone()).or_default();
-            match &m.boot {
-                Some(boot) => markers.once_per_boot.insert(task.clone(), boot.clone()),
-                None => markers.once.insert(task.clone(), at.clone()),
+            match (&m.boot, &m.instance) {
+                (_, Some(id)) => markers.once_per_instance.insert(task.clone(), id.clone()),
+                (Some(boot), None) => markers.once_per_boot.insert(task.clone(), boot.clone()),
+                (None, None) => markers.once.insert(task.clone(), at.clone()),
             };
         }
     }
@@ -508,6 +539,19 @@ pub fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
+/// This machine's identity, as cloud-init keys its per-instance
+/// semaphores: the cloud instance id (`/var/lib/cloud/data/instance-id`)
+/// when cloud-init provides one, else `/etc/machine-id`. A test override:
+/// `RUNNER_INSTANCE_ID_FILE` names the file to read instead.
+pub fn instance_id() -> String {
+    let read = |p: &std::ffi::OsStr| std::fs::read_to_string(p).map(|s| s.trim().to_string()).unwrap_or_default();
+    if let Some(file) = std::env::var_os("RUNNER_INSTANCE_ID_FILE") {
+        return read(&file);
+    }
+    let cloud = read("/var/lib/cloud/data/instance-id".as_ref());
+    if !cloud.is_empty() { cloud } else { read("/etc/machine-id".as_ref()) }
+}
+
 /// How one of the two files read at open.
 enum Loaded<T> {
     Missing,
@@ -547,9 +591,10 @@ mod tests {
     fn version_1_markers_move_to_their_task_dir() -> TestResult {
         let s = State::parse(br#"{"version":1,"task_dir":"/t","once":{"a":"x"},"once_per_boot":{"b":"boot"}}"#)?;
         let m = s.markers_of("/t");
-        assert!(m.already_ran("a", RunMode::Once, ""));
-        assert!(m.already_ran("b", RunMode::OncePerBoot, "boot"));
-        assert!(!m.already_ran("b", RunMode::OncePerBoot, "other"));
+        assert!(m.already_ran("a", RunMode::Once, &Machine::default()));
+        let here = |boot: &str| Machine { boot_id: boot.into(), instance_id: String::new() };
+        assert!(m.already_ran("b", RunMode::OncePerBoot, &here("boot")));
+        assert!(!m.already_ran("b", RunMode::OncePerBoot, &here("other")));
         assert!(s.markers_of("/other").once.is_empty());
         Ok(())
     }
@@ -671,7 +716,7 @@ pub struct Journal {
     log_len: u64,
     /// The canonical task directory of this chain.
     task_dir: String,
-    boot_id: String,
+    machine: Machine,
     _lock: super::dir::Lock,
 }
 
@@ -716,7 +761,7 @@ impl Journal {
             log,
             log_len: good,
             task_dir: task_dir.to_string_lossy().into_owned(),
-            boot_id: boot_id(),
+            machine: Machine::current(),
             _lock: lock,
         };
         // The copy is kept equal to the journal's markers (and, for a chain
@@ -840,10 +885,14 @@ impl Journal {
         let rec = TaskRecord { successes: c.successes_of(task), done: c.is_done(task), ..rec };
         let mark = match next {
             TaskEnd::Once if ok && !self.already_ran(task, RunMode::Once) => {
-                Some(Mark { task_dir: self.task_dir.clone(), boot: None })
+                Some(Mark { task_dir: self.task_dir.clone(), boot: None, instance: None })
             }
             TaskEnd::OncePerBoot if ok && !self.already_ran(task, RunMode::OncePerBoot) => {
-                Some(Mark { task_dir: self.task_dir.clone(), boot: Some(self.boot_id.clone()) })
+                Some(Mark { task_dir: self.task_dir.clone(), boot: Some(self.machine.boot_id.clone()), instance: None })
+            }
+            TaskEnd::OncePerInstance if ok && !self.already_ran(task, RunMode::OncePerInstance) => {
+                let instance = Some(self.machine.instance_id.clone());
+                Some(Mark { task_dir: self.task_dir.clone(), boot: None, instance })
             }
             _ => None,
         };
@@ -890,16 +939,14 @@ impl Journal {
     /// Whether a run-once task already succeeded (on this machine, or in
     /// this boot).
     pub fn already_ran(&self, task: &str, mode: RunMode) -> bool {
-        self.state.markers.get(&self.task_dir).is_some_and(|m| m.already_ran(task, mode, &self.boot_id))
+        self.state.markers.get(&self.task_dir).is_some_and(|m| m.already_ran(task, mode, &self.machine))
     }
 
     /// Forgets the run-once markers of `task`; whether there were any.
     pub fn forget(&mut self, task: &str) -> io::Result<bool> {
-        let had = self
-            .state
-            .markers
-            .get(&self.task_dir)
-            .is_some_and(|m| m.once.contains_key(task) || m.once_per_boot.contains_key(task));
+        let had = self.state.markers.get(&self.task_dir).is_some_and(|m| {
+            m.once.contains_key(task) || m.once_per_boot.contains_key(task) || m.once_per_instance.contains_key(task)
+        });
         if had {
             self.record(Op::Forget { task_dir: self.task_dir.clone(), task: task.into() }, true)?;
             self.save_markers()?;
@@ -985,6 +1032,8 @@ pub enum TaskEnd {
     Once,
     /// OK of a `run = once-per-boot` task.
     OncePerBoot,
+    /// OK of a `run = once-per-instance` task.
+    OncePerInstance,
     /// A retry follows at this time.
     Retry {
         at: String,

@@ -356,3 +356,30 @@ fn temp_files_of_a_killed_writer_are_cleaned_up() {
     assert_eq!(t.run_more().code(), 0);
     assert!(!stale.exists());
 }
+
+#[test]
+fn once_per_instance_runs_again_on_a_clone() {
+    // RUNNER_INSTANCE_ID_FILE stands in for the machine's identity (the
+    // cloud instance id, else /etc/machine-id): a clone has another one.
+    let t = Test::new().config("[a]\nrun = once-per-instance\n").traced("a", 0).traced("b", 0).file_mode(
+        "instance-id",
+        "i-0123\n",
+        0o644,
+    );
+    let id = t.path().join("instance-id");
+    let t = t.env("RUNNER_INSTANCE_ID_FILE", id.as_os_str());
+    assert_eq!(t.run_more().code(), 0);
+    assert_eq!(t.run_more().code(), 0);
+    assert_eq!(std::fs::read_to_string(t.path().join("trace")).unwrap_or_default(), "a\nb\nb\n");
+    // The image is cloned: a new identity, and the task runs once more.
+    std::fs::write(&id, "i-4567\n").expect("clone");
+    assert_eq!(t.run_more().code(), 0);
+    assert_eq!(t.run_more().code(), 0);
+    assert_eq!(std::fs::read_to_string(t.path().join("trace")).unwrap_or_default(), "a\nb\nb\na\nb\nb\n");
+    let st = t.run_more_with(&["--status"]);
+    st.stdout_has("once per instance: a");
+    // --forget clears it too.
+    assert_eq!(t.run_more_with(&["--forget", "a"]).code(), 0);
+    assert_eq!(t.run_more().code(), 0);
+    assert!(std::fs::read_to_string(t.path().join("trace")).unwrap_or_default().ends_with("a\nb\n"));
+}
