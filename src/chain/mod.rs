@@ -281,12 +281,15 @@ impl Chain<'_> {
             }
             ran_any = true;
             self.position = format!("{}/{}", i + 1, tasks.len());
-            let progress = format!(
-                "task {} {} (try {} of {})",
-                self.position, p.task.name, self.cursor.try_num, p.config.limits.max_tries.value
-            );
-            logging::debug(&progress);
-            notify::status(&progress);
+            // Built only when someone reads it: -v, or a service manager.
+            if logging::enabled(logging::Level::Debug) || notify::listening() {
+                let progress = format!(
+                    "task {} {} (try {} of {})",
+                    self.position, p.task.name, self.cursor.try_num, p.config.limits.max_tries.value
+                );
+                logging::debug(&progress);
+                notify::status(&progress);
+            }
             match self.attempt(p)? {
                 Step::Next => i += 1,
                 Step::Again { restart: true } => i = 0,

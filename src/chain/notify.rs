@@ -8,6 +8,11 @@
 
 use sd_notify::NotifyState;
 
+/// Whether a service manager listens (`NOTIFY_SOCKET` is set).
+pub fn listening() -> bool {
+    std::env::var_os("NOTIFY_SOCKET").is_some()
+}
+
 /// The chain starts.
 pub fn ready(status: &str) {
     if std::env::var_os("NOTIFY_SOCKET").is_some() {

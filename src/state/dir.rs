@@ -11,7 +11,7 @@
 use std::fs::File;
 use std::io::{self, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{AtFlags, Mode, OFlags};
@@ -241,17 +241,6 @@ pub fn subdir(dir: std::os::fd::BorrowedFd<'_>, name: &str) -> io::Result<OwnedF
 /// kernel when runner dies, never inherited by tasks (close-on-exec).
 pub struct Lock {
     _file: File,
-}
-
-/// Makes `path` (and parents) with mode 0700, for callers outside a state
-/// directory.
-pub fn create_private_dir(path: &Path) -> io::Result<()> {
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(path)?;
-    let perms = std::fs::metadata(path)?.permissions();
-    if perms.mode() & 0o077 != 0 {
-        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

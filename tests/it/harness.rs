@@ -397,3 +397,17 @@ pub fn root_or_skip(name: &str) -> bool {
     }
     is_root()
 }
+
+/// Waits until the file exists and holds a whole line; its text.
+pub fn wait_for(path: &Path) -> String {
+    assert!(
+        eventually(20, || std::fs::read_to_string(path).is_ok_and(|s| s.ends_with('\n'))),
+        "{path:?} never written"
+    );
+    std::fs::read_to_string(path).unwrap_or_default()
+}
+
+/// The pid a task wrote into `path`.
+pub fn pid_in(path: &Path) -> i32 {
+    wait_for(path).trim().parse().expect("pid")
+}

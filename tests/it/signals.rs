@@ -1,24 +1,9 @@
 //! Signals to runner: SIGTERM, SIGINT and SIGHUP stop the chain, the task's
 //! group dies, the post hook sees CANCELLED, no halt task, exit 128+N.
 
-use std::path::Path;
-
 use crate::harness::*;
 
 const RECORD_POST: &str = "post_task_hook = /bin/sh -c 'printf \"%s\\n\" \"$1\" >> \"$TRACE.hook\"' hook\n";
-
-/// Waits until the file exists and has a line.
-fn wait_for(path: &Path) -> String {
-    assert!(
-        eventually(20, || std::fs::read_to_string(path).is_ok_and(|s| s.ends_with('\n'))),
-        "{path:?} never written"
-    );
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-fn pid_in(path: &Path) -> i32 {
-    wait_for(path).trim().parse().expect("pid")
-}
 
 #[test]
 fn sigterm_stops_task_and_grandchild_runs_post_hook_exits_143() {

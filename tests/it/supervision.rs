@@ -4,25 +4,11 @@
 //! failed try, `kill_grace` for leftovers, leaked output that costs
 //! nothing per leak, `--raw-output` as pass-through, bounded logs.
 
-use std::path::Path;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
 use crate::harness::*;
-
-/// Waits until `path` holds a line; its text.
-fn wait_line(path: &Path) -> String {
-    assert!(
-        eventually(20, || std::fs::read_to_string(path).is_ok_and(|s| s.ends_with('\n'))),
-        "{path:?} never written"
-    );
-    std::fs::read_to_string(path).unwrap_or_default()
-}
-
-fn pid_in(path: &Path) -> i32 {
-    wait_line(path).trim().parse().expect("pid")
-}
 
 /// A hook command that records its stats and then, when `$TRACE.block`
 /// exists, writes its pid and sleeps (so a test can signal runner while it
