@@ -158,7 +158,22 @@ impl Test {
     /// Starts runner in the background (stdout and stderr to files `out` and
     /// `err` in the temporary directory).
     pub fn spawn(&self) -> Running {
-        let cmd = self.command();
+        self.spawn_command(self.command(), "")
+    }
+
+    /// Starts runner in the background with exactly `args` (stdout and
+    /// stderr to files `out<tag>` and `err<tag>`).
+    pub fn spawn_raw(&self, args: &[&str], tag: &str) -> Running {
+        let base = self.command();
+        let mut raw = Command::cargo_bin("runner").expect("binary");
+        raw.args(args);
+        for (k, v) in base.get_envs().filter_map(|(k, v)| Some((k, v?))) {
+            raw.env(k, v);
+        }
+        self.spawn_command(raw, tag)
+    }
+
+    fn spawn_command(&self, cmd: Command, tag: &str) -> Running {
         let mut std_cmd = std::process::Command::new(cmd.get_program());
         std_cmd.args(cmd.get_args()).current_dir(self.tmp.path());
         for (k, v) in cmd.get_envs() {
@@ -167,8 +182,8 @@ impl Test {
                 None => std_cmd.env_remove(k),
             };
         }
-        let out = std::fs::File::create(self.tmp.path().join("out")).expect("out");
-        let err = std::fs::File::create(self.tmp.path().join("err")).expect("err");
+        let out = std::fs::File::create(self.tmp.path().join(format!("out{tag}"))).expect("out");
+        let err = std::fs::File::create(self.tmp.path().join(format!("err{tag}"))).expect("err");
         let child = std_cmd.stdout(out).stderr(err).spawn().expect("spawn runner");
         Running { child }
     }

@@ -2,8 +2,6 @@
 //! `--status --wait`, `--check --json`, an empty `halt_task`, and the
 //! summary line every run ends with.
 
-use std::time::{Duration, Instant};
-
 use serde_json::Value;
 
 use crate::harness::*;
@@ -43,17 +41,15 @@ fn status_wait_blocks_until_the_run_ends_and_returns_its_code() {
     // A short timeout while it runs: 75.
     let st = t.raw_args_run(&["-c", "runner.cfg", "--status", "--wait", "--wait-timeout", "0.2", "tasks.d"]);
     assert_eq!(st.code(), 75, "{}", st.describe());
-    let go = t.path().join("trace.go");
-    let releaser = std::thread::spawn(move || {
-        std::thread::sleep(Duration::from_millis(300));
-        std::fs::write(go, "").expect("go");
-    });
-    let start = Instant::now();
-    let st = t.raw_args_run(&["-c", "runner.cfg", "--status", "--wait", "tasks.d"]);
-    assert_eq!(st.code(), 3, "{}", st.describe());
-    assert!(start.elapsed() >= Duration::from_millis(200), "it waited");
-    st.stdout_has("finished, exit 3");
-    let _ = releaser.join();
+    // A waiter started while the task is held, and still waiting after a
+    // second look says "running", ends only once the run has ended.
+    let mut waiter = t.spawn_raw(&["-c", "runner.cfg", "--status", "--wait", "tasks.d"], "-waiter");
+    t.raw_args_run(&["-c", "runner.cfg", "--status", "tasks.d"]).stdout_has("running");
+    assert!(waiter.child.try_wait().expect("try_wait").is_none(), "the waiter returned while the run went on");
+    std::fs::write(t.path().join("trace.go"), "").expect("go");
+    assert_eq!(waiter.wait(20), 3, "{}", std::fs::read_to_string(t.path().join("err-waiter")).unwrap_or_default());
+    let said = std::fs::read_to_string(t.path().join("out-waiter")).unwrap_or_default();
+    assert!(said.contains("finished, exit 3"), "{said}");
     assert_eq!(r.wait(20), 3);
 }
 
