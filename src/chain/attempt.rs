@@ -7,6 +7,7 @@ use std::ffi::OsString;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use super::fingerprint::Taken;
 use super::hooks::{self, Attempt, When};
 use super::outcome::{Exit, Next, Outcome, Rules, TaskResult};
 use super::{Chain, Step, attempt_key, events::fields};
@@ -46,7 +47,8 @@ impl Try {
 
 impl Chain<'_> {
     /// One try of task `p`.
-    pub(super) fn attempt(&mut self, p: &Planned) -> Result<Step, i32> {
+    /// `taken` is a `run = on-change` task's fingerprint before the try.
+    pub(super) fn attempt(&mut self, p: &Planned, taken: Option<Taken>) -> Result<Step, i32> {
         let t = self.prepare(p);
         let attempt = stats_of(p, &t);
         let job = self.job(p, &t);
@@ -65,7 +67,7 @@ impl Chain<'_> {
         self.advance(p, &outcome);
         t.note(&outcome.line(attempt.task));
         report(&outcome, attempt.task, &self.position);
-        self.record(p, &t, &outcome);
+        self.record(p, &t, &outcome, taken);
         if wants_stats {
             let after = hooks::after(&attempt, &outcome, t.log_path().as_deref());
             hooks::call(hooks, When::After, &after, &job, self.spawner);
@@ -166,10 +168,12 @@ impl Chain<'_> {
         match o.next {
             Next::Continue => {
                 self.oks += 1;
+                self.retrying = None;
                 self.cursor.succeeded(file);
             }
             Next::Retry => {
                 self.retries += 1;
+                self.retrying = Some(file.clone());
                 self.cursor.try_num += 1;
                 if self.opts.config.runner.retry_from == RetryFrom::Start {
                     self.cursor.restart();
@@ -182,7 +186,7 @@ impl Chain<'_> {
     /// The journal's record of the try (durable). A halt or a stop is
     /// recorded before it happens, so a machine that halts is never resumed
     /// into the same halt.
-    fn record(&mut self, p: &Planned, t: &Try, o: &Outcome) {
+    fn record(&mut self, p: &Planned, t: &Try, o: &Outcome, taken: Option<Taken>) {
         let end = match o.next {
             Next::Retry => {
                 TaskEnd::Retry { at: crate::util::timestamp(SystemTime::now() + o.delay.unwrap_or_default()) }
@@ -194,6 +198,7 @@ impl Chain<'_> {
                 RunMode::Once => TaskEnd::Once,
                 RunMode::OncePerBoot => TaskEnd::OncePerBoot,
                 RunMode::OncePerInstance => TaskEnd::OncePerInstance,
+                RunMode::OnChange => self.settle(p, t, taken),
                 RunMode::Always => TaskEnd::Continue,
             },
         };
@@ -202,6 +207,29 @@ impl Chain<'_> {
         let cursor = std::mem::take(&mut self.cursor);
         self.save(|j| j.task_end(&cursor, &p.task.file_str, record, failure, end));
         self.cursor = cursor;
+    }
+
+    /// After an OK of a `run = on-change` task: its fingerprint from before
+    /// the try is recorded, unless an input could not be read or changed
+    /// while it ran (then it runs again next time).
+    fn settle(&self, p: &Planned, t: &Try, taken: Option<Taken>) -> TaskEnd {
+        let file = &p.task.file_str;
+        let Some(before) = taken else { return TaskEnd::Continue };
+        if !before.problems.is_empty() {
+            t.note(&format!("{file}: fingerprint not recorded: an input could not be read"));
+            return TaskEnd::Continue;
+        }
+        let after = self.fingerprint(p);
+        if after.fp.digest != before.fp.digest || !after.problems.is_empty() {
+            let what = super::fingerprint::changed(&before.fp.parts, &after.fp.parts);
+            let msg = format!(
+                "{file}: inputs changed while it ran ({what}); fingerprint not recorded, it runs again next time"
+            );
+            logging::warn(&msg);
+            t.note(&msg);
+            return TaskEnd::Continue;
+        }
+        TaskEnd::OnChange(Box::new(before.fp))
     }
 
     /// After the try: go on, back off and try again, halt, or stop.

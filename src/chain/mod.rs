@@ -15,6 +15,7 @@
 
 mod attempt;
 pub mod events;
+pub mod fingerprint;
 mod halt;
 pub mod hooks;
 mod notify;
@@ -31,6 +32,7 @@ use crate::error::{Error, Result, code};
 use crate::logging;
 use crate::process::Spawner;
 use crate::process::signals;
+use crate::settings::config::RunMode;
 use crate::settings::{Planned, Settings};
 use crate::state::{Cursor, Journal, LogDir, Status};
 use events::{Events, fields};
@@ -55,6 +57,10 @@ pub struct Chain<'a> {
     /// Tries that ended OK, and tries that are retried, in this run.
     oks: u64,
     retries: u64,
+    /// Tasks named by `--force` that have not come up yet in this run.
+    force: std::collections::HashSet<String>,
+    /// The task whose retry comes next: it runs without a new decision.
+    retrying: Option<String>,
 }
 
 /// Runs the chain as configured and returns runner's exit code. With
@@ -87,6 +93,8 @@ pub fn run(
         position: String::new(),
         oks: 0,
         retries: 0,
+        force: opts.force.iter().cloned().collect(),
+        retrying: None,
     };
     let started = std::time::Instant::now();
     chain.emit_run_start(resumed);
@@ -204,8 +212,11 @@ impl Chain<'_> {
             match self.iteration() {
                 Ok(true) => {}
                 Ok(false) => {
-                    let why =
-                        if self.tasks.is_empty() { "no tasks" } else { "every task is run-once and already done" };
+                    let why = if self.tasks.is_empty() {
+                        "no tasks"
+                    } else {
+                        "every task was skipped (run-once and done, or on-change and unchanged)"
+                    };
                     logging::info(&format!("{why}; nothing to do"));
                     return code::OK;
                 }
@@ -274,11 +285,10 @@ impl Chain<'_> {
                 i += 1;
                 continue;
             }
-            if self.journal.already_ran(file, p.config.run.value) {
-                logging::debug(&format!("{file}: skipped (run = {}: already succeeded)", p.config.run.value.as_str()));
+            let Some(taken) = self.decide(p) else {
                 i += 1;
                 continue;
-            }
+            };
             ran_any = true;
             self.position = format!("{}/{}", i + 1, tasks.len());
             // Built only when someone reads it: -v, or a service manager.
@@ -290,13 +300,61 @@ impl Chain<'_> {
                 logging::debug(&progress);
                 notify::status(&progress);
             }
-            match self.attempt(p)? {
+            match self.attempt(p, taken)? {
                 Step::Next => i += 1,
                 Step::Again { restart: true } => i = 0,
                 Step::Again { restart: false } => {}
             }
         }
         Ok(ran_any)
+    }
+}
+
+impl Chain<'_> {
+    /// Whether task `p` runs now: `None` skips it; `Some` runs it, with
+    /// the fingerprint of a `run = on-change` task taken before it starts.
+    /// `--force` runs a task the first time it comes up; a retry runs
+    /// without a new decision.
+    fn decide(&mut self, p: &Planned) -> Option<Option<fingerprint::Taken>> {
+        let file = p.task.file_str.as_str();
+        let mode = p.config.run.value;
+        let forced = self.force.remove(file);
+        let retrying = self.retrying.as_deref() == Some(file);
+        if mode != RunMode::OnChange {
+            if !forced && !retrying && self.journal.already_ran(file, mode) {
+                logging::debug(&format!("{file}: skipped (run = {}: already succeeded)", mode.as_str()));
+                return None;
+            }
+            if forced {
+                logging::debug(&format!("{file}: run: forced (--force)"));
+            }
+            return Some(None);
+        }
+        let taken = self.fingerprint(p);
+        for problem in &taken.problems {
+            logging::warn(&format!("{file}: input {problem}; the task runs and its fingerprint is not recorded"));
+        }
+        let why = match (forced, retrying) {
+            (true, _) => "run: forced (--force)".to_string(),
+            (_, true) => "run: retrying".to_string(),
+            _ => {
+                let d = fingerprint::decide(&taken, self.journal.fingerprint(file));
+                if !d.run {
+                    logging::debug(&format!("{file}: {}", d.why));
+                    return None;
+                }
+                d.why
+            }
+        };
+        logging::debug(&format!("{file}: {why}"));
+        Some(Some(taken))
+    }
+
+    /// Task `p`'s fingerprint as it is now.
+    fn fingerprint(&self, p: &Planned) -> fingerprint::Taken {
+        let path = p.task.path(&self.opts.task_dir);
+        let cx = fingerprint::Context { path: &path, env: &self.opts.env, config_dir: self.opts.config_dir() };
+        fingerprint::take(p, &cx)
     }
 }
 

@@ -6,9 +6,10 @@ use std::io::Write;
 use serde::Serialize;
 use serde_json::Value;
 
+use crate::chain::fingerprint;
 use crate::error::{Result, code};
 use crate::settings::cli::Cli;
-use crate::settings::config::{Diags, Origin, Secs, Val};
+use crate::settings::config::{Diags, Input, Origin, RunMode, Secs, Val};
 use crate::settings::discovery::SkipReason;
 use crate::settings::ini::Ini;
 use crate::settings::{self, Settings};
@@ -77,6 +78,9 @@ struct TaskPlan<'a> {
     interpreter: Setting<Option<Vec<String>>>,
     depends_on: Setting<Vec<String>>,
     run: Setting<&'static str>,
+    inputs: Setting<Vec<String>>,
+    /// Why it runs: `run: inputs changed (…)`, `run: never succeeded`, …
+    why: String,
 }
 
 #[derive(Serialize)]
@@ -111,11 +115,26 @@ fn plan<'a>(opts: &'a Settings, journal: &State, state_dir: &std::path::Path) ->
         let l = &p.config.limits;
         let file = p.task.file_str.as_str();
         let mode = p.config.run.value;
-        let already = markers.already_ran(file, mode, &machine).then_some(mode.as_str());
-        if let Some(mode) = already {
-            skipped.push(SkipPlan { file: file.into(), reason: SkipReason::AlreadyRan(mode).describe() });
+        let forced = opts.force.iter().any(|f| f == file);
+        let why = if forced {
+            "run: forced (--force)".to_string()
+        } else if mode == RunMode::OnChange {
+            let path = p.task.path(&opts.task_dir);
+            let cx = fingerprint::Context { path: &path, env: &opts.env, config_dir: opts.config_dir() };
+            let d = fingerprint::decide(&fingerprint::take(p, &cx), markers.on_change.get(file));
+            if !d.run {
+                skipped.push(SkipPlan { file: file.into(), reason: d.why });
+                continue;
+            }
+            d.why
+        } else if markers.already_ran(file, mode, &machine) {
+            skipped.push(SkipPlan { file: file.into(), reason: SkipReason::AlreadyRan(mode.as_str()).describe() });
             continue;
-        }
+        } else if mode == RunMode::Always {
+            "run: every iteration (run = always)".to_string()
+        } else {
+            format!("run: not done yet (run = {})", mode.as_str())
+        };
         tasks.push(TaskPlan {
             file,
             name: &p.task.name,
@@ -128,6 +147,8 @@ fn plan<'a>(opts: &'a Settings, journal: &State, state_dir: &std::path::Path) ->
             interpreter: Setting::of(ini, &l.interpreter, |i| i.clone()),
             depends_on: Setting { value: p.config.depends_on.clone(), from: origin(ini, &p.config.depends_from) },
             run: Setting::of(ini, &p.config.run, |r| r.as_str()),
+            inputs: Setting::of(ini, &p.config.inputs, |i| i.iter().map(Input::written).collect()),
+            why,
         });
     }
     Plan {
@@ -156,7 +177,7 @@ pub fn dry_run(opts: &Settings, json: bool) -> Result<i32> {
     let _ = writeln!(out, "plan for {} ({} tasks, in run order):", plan.task_dir, plan.tasks.len());
     for (n, t) in plan.tasks.iter().enumerate() {
         let _ = writeln!(out, "{:>4}. {}  (name {})", n + 1, t.file, t.name);
-        let rows: [(&str, String, &str); 8] = [
+        let mut rows: Vec<(&str, String, &str)> = vec![
             ("max_time", text(&t.max_time.value), &t.max_time.from),
             ("max_tries", t.max_tries.value.to_string(), &t.max_tries.from),
             ("sleep_time", text(&t.sleep_time.value), &t.sleep_time.from),
@@ -170,8 +191,13 @@ pub fn dry_run(opts: &Settings, json: bool) -> Result<i32> {
             ),
             ("run", t.run.value.to_string(), &t.run.from),
         ];
+        if !t.inputs.value.is_empty() {
+            rows.push(("inputs", t.inputs.value.join(", "), &t.inputs.from));
+        }
+        rows.push(("decision", t.why.clone(), ""));
         for (key, value, from) in rows {
-            let _ = writeln!(out, "        {key:<13}{value:<22}{from}");
+            let line = format!("        {key:<13}{value:<22}{from}");
+            let _ = writeln!(out, "{}", line.trim_end());
         }
     }
     if !plan.skipped.is_empty() {

@@ -31,7 +31,8 @@ pub fn run(cli: &Cli) -> Result<i32> {
         Mode::Get(key) => get(cli, &key),
         Mode::Check => check::check(cli),
         Mode::DryRun { json } => {
-            let s = resolve(cli)?;
+            let mut s = resolve(cli)?;
+            s.force = forced(&s, &cli.force)?;
             check::dry_run(&s, json)
         }
         Mode::Status { json } => {
@@ -72,13 +73,16 @@ fn resolve(cli: &Cli) -> Result<Settings> {
 /// Runs the chain: events, signals, the lock and journal, the watchdog,
 /// then the loop.
 fn run_chain(cli: &Cli) -> Result<i32> {
-    let s = resolve(cli)?;
+    let mut s = resolve(cli)?;
+    s.force = forced(&s, &cli.force)?;
     let events = Events::open(cli.events.as_deref()).map_err(|e| {
         let target = cli.events.as_deref().unwrap_or(std::path::Path::new("-")).display().to_string();
         Error::Usage(format!("--events {target}: {e}"))
     })?;
     signals::install().map_err(|e| Error::Internal(anyhow::anyhow!("cannot install signal handlers: {e}")))?;
-    let has_run_once = s.tasks.iter().any(|p| p.config.run.value != RunMode::Always);
+    // Lost fingerprints only make on-change tasks run again: not a reason
+    // to refuse a damaged journal.
+    let has_run_once = s.tasks.iter().any(|p| !matches!(p.config.run.value, RunMode::Always | RunMode::OnChange));
     let mut journal = Journal::open(&s.state_dir, &s.task_dir, cli.wait, has_run_once)?;
     process::watchdog::start();
     if !os::become_subreaper() {
@@ -87,22 +91,28 @@ fn run_chain(cli: &Cli) -> Result<i32> {
     chain::run(&s, &events, &mut journal, &mut process::System, cli.resume && !cli.fresh)
 }
 
-/// `--forget TASK`: drop the run-once markers of a task.
-fn forget(s: &Settings, journal: &mut Journal, word: &str) -> Result<i32> {
-    let file = s
-        .tasks
+/// The task files `--force` names; a name that is no task is exit 64.
+fn forced(s: &Settings, words: &[String]) -> Result<Vec<String>> {
+    words
         .iter()
-        .find(|p| p.task.file_str == word)
-        .or_else(|| s.tasks.iter().find(|p| p.task.name == word))
-        .map(|p| p.task.file_str.clone())
-        .unwrap_or_else(|| word.to_string());
+        .map(|w| {
+            s.task_file(w).map(String::from).ok_or_else(|| {
+                Error::Usage(format!("--force {w}: no such task in {} (see --list)", s.task_dir.display()))
+            })
+        })
+        .collect()
+}
+
+/// `--forget TASK`: drop the run-once markers and fingerprint of a task.
+fn forget(s: &Settings, journal: &mut Journal, word: &str) -> Result<i32> {
+    let file = s.task_file(word).unwrap_or(word).to_string();
     let had = journal
         .forget(&file)
         .map_err(|e| Error::State(format!("{}: cannot write state: {e}", journal.dir.path.display())))?;
     if had {
-        logging::info(&format!("{file}: run-once marker forgotten; it runs again next time"));
+        logging::info(&format!("{file}: run-once marker or fingerprint forgotten; it runs again next time"));
     } else {
-        logging::info(&format!("{file}: had no run-once marker"));
+        logging::info(&format!("{file}: had no run-once marker or fingerprint"));
     }
     Ok(code::OK)
 }

@@ -174,5 +174,8 @@ pub fn show(s: &Settings, as_json: bool, wait: Option<Option<std::time::Duration
     for task in markers.once_per_boot.keys() {
         let _ = writeln!(out, "once per boot: {task}");
     }
+    for (task, fp) in &markers.on_change {
+        let _ = writeln!(out, "on change:    {task} last OK at {}", fp.at);
+    }
     Ok(exit)
 }

@@ -115,9 +115,16 @@ pub struct Cli {
     #[arg(long = "json", requires = "json_mode")]
     pub json: bool,
 
-    /// Forget the run-once markers of TASK (file name or name), and exit
+    /// Forget the run-once markers and on-change fingerprint of TASK (file
+    /// name or name), and exit
     #[arg(long = "forget", value_name = "TASK")]
     pub forget: Option<String>,
+
+    /// Run TASK (file name or name) the first time it comes up, whatever
+    /// its run = says (repeatable)
+    #[arg(long = "force", value_name = "TASK", action = ArgAction::Append,
+          conflicts_with_all = ["get", "check", "status", "forget", "list"])]
+    pub force: Vec<String>,
 
     /// Run as root even with files writable by others (loudly)
     #[arg(long = "allow-insecure", conflicts_with_all = ["get", "status"])]

@@ -71,6 +71,9 @@ pub enum RunMode {
     OncePerBoot,
     /// Once per machine identity: a clone of an image runs it again.
     OncePerInstance,
+    /// When its fingerprint (task file, settings, `[env]`, `inputs`)
+    /// differs from the one recorded at its last OK.
+    OnChange,
 }
 
 impl RunMode {
@@ -80,6 +83,7 @@ impl RunMode {
             RunMode::Once => "once",
             RunMode::OncePerBoot => "once-per-boot",
             RunMode::OncePerInstance => "once-per-instance",
+            RunMode::OnChange => "on-change",
         }
     }
 }
@@ -196,6 +200,29 @@ impl Default for Runner {
     }
 }
 
+/// One declared input of a `run = on-change` task.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Input {
+    /// A file, a directory or a glob: as written, and resolved against the
+    /// config file's directory.
+    Path { written: String, path: PathBuf, glob: bool },
+    /// `env:NAME`: a variable of the task's environment.
+    Env(String),
+    /// `cmd:COMMAND`: the standard output of `sh -c COMMAND`.
+    Cmd(String),
+}
+
+impl Input {
+    /// The input as the config writes it.
+    pub fn written(&self) -> String {
+        match self {
+            Input::Path { written, .. } => written.clone(),
+            Input::Env(name) => format!("env:{name}"),
+            Input::Cmd(cmd) => format!("cmd:{cmd}"),
+        }
+    }
+}
+
 /// One task's resolved configuration.
 #[derive(Clone, Debug)]
 pub struct TaskConfig {
@@ -204,6 +231,12 @@ pub struct TaskConfig {
     /// Where `depends_on` was set.
     pub depends_from: Origin,
     pub run: Val<RunMode>,
+    /// `inputs` (only for `run = on-change`).
+    pub inputs: Val<Vec<Input>>,
+    /// The keys of the task's own sections as `-g` reads them (least
+    /// specific first), for an `on-change` task's fingerprint; empty
+    /// otherwise.
+    pub own_keys: Vec<(String, String)>,
 }
 
 /// The whole validated configuration.
@@ -350,6 +383,7 @@ impl Config {
         let mut depends_on = Vec::new();
         let mut depends_from = Origin::Default;
         let mut run = Val::default(RunMode::Always);
+        let mut inputs: Val<Vec<Input>> = Val::default(Vec::new());
         // Least specific first, so the most specific section wins.
         for section in sections.iter().rev() {
             let mut v = Validator { ini: &self.ini, section: &section.name, diags, own_only: true };
@@ -364,16 +398,78 @@ impl Config {
                     "once" => Some(RunMode::Once),
                     "once-per-boot" => Some(RunMode::OncePerBoot),
                     "once-per-instance" => Some(RunMode::OncePerInstance),
+                    "on-change" => Some(RunMode::OnChange),
                     _ => None,
                 };
                 match mode {
                     Some(m) => run = v.val(e, m),
-                    None => v.bad(e, "expected 'always', 'once', 'once-per-boot' or 'once-per-instance'"),
+                    None => v.bad(e, "expected 'always', 'once', 'once-per-boot', 'once-per-instance' or 'on-change'"),
+                }
+            }
+            if let Some(e) = v.entry("inputs") {
+                let base = self.path.as_deref().unwrap_or(Path::new("runner.cfg"));
+                match parse_inputs(&e.value, base) {
+                    Ok(list) => inputs = v.val(e, list),
+                    Err(why) => v.bad(e, &why),
                 }
             }
         }
-        TaskConfig { limits, depends_on, depends_from, run }
+        if let Origin::Config { section, loc } = &inputs.origin
+            && run.value != RunMode::OnChange
+        {
+            diags.error(
+                self.ini.at(*loc),
+                format!(
+                    "'inputs' in [{section}] applies only to run = on-change, and this task's run is '{}'",
+                    run.value.as_str()
+                ),
+            );
+        }
+        let own_keys = if run.value == RunMode::OnChange {
+            sections.iter().rev().flat_map(|s| s.entries.iter().map(|e| (e.key.clone(), e.value.clone()))).collect()
+        } else {
+            Vec::new()
+        };
+        TaskConfig { limits, depends_on, depends_from, run, inputs, own_keys }
     }
+}
+
+/// `inputs = a.conf, ../shared/*.tmpl, env:NAME, cmd:COMMAND`: entries
+/// split at commas; paths and globs resolve against the config file's
+/// directory. The reason when an entry cannot be used.
+pub fn parse_inputs(text: &str, config: &Path) -> std::result::Result<Vec<Input>, String> {
+    let mut list = Vec::new();
+    for (n, item) in text.split(',').map(str::trim).enumerate() {
+        let n = n + 1;
+        if item.is_empty() {
+            return Err(format!("entry {n} is empty; entries are separated by commas"));
+        }
+        if item.contains('\0') {
+            return Err(format!("entry {n} holds a NUL byte"));
+        }
+        let input = if let Some(name) = item.strip_prefix("env:") {
+            let name = name.trim();
+            if name.is_empty() || name.contains('=') || name.contains(char::is_whitespace) {
+                return Err(format!("'{item}': expected env:NAME, a variable name without '=' or spaces"));
+            }
+            Input::Env(name.to_string())
+        } else if let Some(cmd) = item.strip_prefix("cmd:") {
+            let cmd = cmd.trim();
+            if cmd.is_empty() {
+                return Err(format!("'{item}': expected cmd:COMMAND, a command for sh -c"));
+            }
+            Input::Cmd(cmd.to_string())
+        } else {
+            let path = relative_to_file(config, item);
+            let glob = item.contains(['*', '?', '[']);
+            if glob && let Err(e) = glob::Pattern::new(&path.to_string_lossy()) {
+                return Err(format!("'{item}': not a valid glob: {e}"));
+            }
+            Input::Path { written: item.to_string(), path, glob }
+        };
+        list.push(input);
+    }
+    Ok(list)
 }
 
 /// Reads typed values out of one section, reporting bad ones.
@@ -513,6 +609,24 @@ pub fn nearest<'k>(key: &str, known: &[&'k str]) -> &'k str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn inputs() {
+        let cfg = Path::new("/etc/runner/runner.cfg");
+        let ok = parse_inputs(" a.conf , /abs/*.tmpl, env:HG_SHARE, cmd:uname -r ", cfg).expect("parses");
+        assert_eq!(
+            ok,
+            [
+                Input::Path { written: "a.conf".into(), path: "/etc/runner/a.conf".into(), glob: false },
+                Input::Path { written: "/abs/*.tmpl".into(), path: "/abs/*.tmpl".into(), glob: true },
+                Input::Env("HG_SHARE".into()),
+                Input::Cmd("uname -r".into()),
+            ]
+        );
+        for bad in ["", "a,", ",a", "env:", "env:A B", "env:A=1", "cmd:", "x[", "a\0b"] {
+            assert!(parse_inputs(bad, cfg).is_err(), "{bad:?} parsed");
+        }
+    }
 
     #[test]
     fn seconds() {

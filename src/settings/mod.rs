@@ -56,7 +56,25 @@ pub struct Settings {
     pub state_dir: PathBuf,
     /// `[env]` and `RUNNER_CONFIG_CMD`, added to every task's environment.
     pub env: Vec<(OsString, OsString)>,
+    /// Task files named by `--force`.
+    pub force: Vec<String>,
     pub warnings: Vec<String>,
+}
+
+impl Settings {
+    /// Where relative `inputs` and `cmd:` inputs start: the config file's
+    /// directory (the task directory without a config file).
+    pub fn config_dir(&self) -> &Path {
+        self.config.path.as_deref().and_then(Path::parent).unwrap_or(&self.task_dir)
+    }
+
+    /// The task file named by `word` (its file name or its name).
+    pub fn task_file(&self, word: &str) -> Option<&str> {
+        let tasks = self.tasks.iter();
+        let found =
+            tasks.clone().find(|p| p.task.file_str == word).or_else(|| tasks.clone().find(|p| p.task.name == word));
+        found.map(|p| p.task.file_str.as_str())
+    }
 }
 
 /// An absolute path for a command-line path (relative to the working
@@ -155,6 +173,7 @@ pub fn inspect(cli: &Cli, diags: &mut Diags, strict: bool) -> Option<Settings> {
         allow_insecure: cli.allow_insecure,
         state_dir,
         env,
+        force: Vec::new(),
         warnings,
     })
 }

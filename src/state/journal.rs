@@ -75,6 +75,22 @@ pub struct Markers {
     /// identity (cloud instance id, else machine id).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub once_per_instance: BTreeMap<String, String>,
+    /// `run = on-change` tasks: the fingerprint of their last OK.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub on_change: BTreeMap<String, Fingerprint>,
+}
+
+/// What a `run = on-change` task's last OK ran with: one digest over every
+/// part, and each part's own digest by name (`task file`, `settings`,
+/// `[env]`, an input's path, `env:NAME`, `cmd:…`), so that a rerun can say
+/// what changed. Digests only: never an `[env]` value.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fingerprint {
+    pub digest: String,
+    /// When it was recorded (the task's end).
+    #[serde(default)]
+    pub at: String,
+    pub parts: BTreeMap<String, String>,
 }
 
 /// Who this machine is now: what once-per-boot and once-per-instance
@@ -101,11 +117,24 @@ impl Markers {
             RunMode::Once => self.once.contains_key(task),
             RunMode::OncePerBoot => self.once_per_boot.get(task).is_some_and(|b| *b == m.boot_id),
             RunMode::OncePerInstance => self.once_per_instance.get(task).is_some_and(|i| *i == m.instance_id),
+            // Decided by comparing fingerprints (chain::fingerprint).
+            RunMode::OnChange => false,
         }
     }
 
+    /// Whether `task` has any marker or fingerprint.
+    fn has(&self, task: &str) -> bool {
+        self.once.contains_key(task)
+            || self.once_per_boot.contains_key(task)
+            || self.once_per_instance.contains_key(task)
+            || self.on_change.contains_key(task)
+    }
+
     fn is_empty(&self) -> bool {
-        self.once.is_empty() && self.once_per_boot.is_empty() && self.once_per_instance.is_empty()
+        self.once.is_empty()
+            && self.once_per_boot.is_empty()
+            && self.once_per_instance.is_empty()
+            && self.on_change.is_empty()
     }
 
     /// Adds every marker of `other` that `self` lacks.
@@ -118,6 +147,9 @@ impl Markers {
         }
         for (k, v) in &other.once_per_instance {
             self.once_per_instance.entry(k.clone()).or_insert_with(|| v.clone());
+        }
+        for (k, v) in &other.on_change {
+            self.on_change.entry(k.clone()).or_insert_with(|| v.clone());
         }
     }
 }
@@ -329,6 +361,9 @@ struct Mark {
     /// The machine's identity for `once-per-instance`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     instance: Option<String>,
+    /// The fingerprint of a `run = on-change` task's OK.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    fingerprint: Option<Box<Fingerprint>>,
 }
 
 /// A numbered record of the log.
@@ -423,6 +458,7 @@ impl State {
                     m.once.remove(task);
                     m.once_per_boot.remove(task);
                     m.once_per_instance.remove(task);
+                    m.on_change.remove(task);
                 }
                 self.markers.retain(|_, m| !m.is_empty());
             }
@@ -452,6 +488,10 @@ impl State {
         }
         if let Some(m) = mark {
             let markers = self.markers.entry(m.task_dir.clone()).or_default();
+            if let Some(fp) = &m.fingerprint {
+                markers.on_change.insert(task.clone(), Fingerprint { at: at.clone(), ..Fingerprint::clone(fp) });
+                return;
+            }
             match (&m.boot, &m.instance) {
                 (_, Some(id)) => markers.once_per_instance.insert(task.clone(), id.clone()),
                 (Some(boot), None) => markers.once_per_boot.insert(task.clone(), boot.clone()),
@@ -883,16 +923,30 @@ impl Journal {
     ) -> io::Result<()> {
         let ok = rec.result == "OK";
         let rec = TaskRecord { successes: c.successes_of(task), done: c.is_done(task), ..rec };
+        let retry_at = match &next {
+            TaskEnd::Retry { at } => Some(at.clone()),
+            _ => None,
+        };
+        let reset_done = matches!(next, TaskEnd::Retry { .. }) && c.done_count() == 0;
+        let end = match next {
+            TaskEnd::Final(code) => Some((code, false)),
+            TaskEnd::Halting(code) => Some((code, true)),
+            _ => None,
+        };
         let mark = match next {
             TaskEnd::Once if ok && !self.already_ran(task, RunMode::Once) => {
-                Some(Mark { task_dir: self.task_dir.clone(), boot: None, instance: None })
+                Some(Mark { task_dir: self.task_dir.clone(), boot: None, instance: None, fingerprint: None })
             }
             TaskEnd::OncePerBoot if ok && !self.already_ran(task, RunMode::OncePerBoot) => {
-                Some(Mark { task_dir: self.task_dir.clone(), boot: Some(self.machine.boot_id.clone()), instance: None })
+                let boot = Some(self.machine.boot_id.clone());
+                Some(Mark { task_dir: self.task_dir.clone(), boot, instance: None, fingerprint: None })
             }
             TaskEnd::OncePerInstance if ok && !self.already_ran(task, RunMode::OncePerInstance) => {
                 let instance = Some(self.machine.instance_id.clone());
-                Some(Mark { task_dir: self.task_dir.clone(), boot: None, instance })
+                Some(Mark { task_dir: self.task_dir.clone(), boot: None, instance, fingerprint: None })
+            }
+            TaskEnd::OnChange(fp) if ok => {
+                Some(Mark { task_dir: self.task_dir.clone(), boot: None, instance: None, fingerprint: Some(fp) })
             }
             _ => None,
         };
@@ -901,16 +955,9 @@ impl Journal {
             rec,
             failure: failure.map(Box::new),
             try_num: c.try_num,
-            retry_at: match &next {
-                TaskEnd::Retry { at } => Some(at.clone()),
-                _ => None,
-            },
-            reset_done: matches!(next, TaskEnd::Retry { .. }) && c.done_count() == 0,
-            end: match next {
-                TaskEnd::Final(code) => Some((code, false)),
-                TaskEnd::Halting(code) => Some((code, true)),
-                _ => None,
-            },
+            retry_at,
+            reset_done,
+            end,
             mark: mark.clone(),
             at: now(),
         };
@@ -942,11 +989,15 @@ impl Journal {
         self.state.markers.get(&self.task_dir).is_some_and(|m| m.already_ran(task, mode, &self.machine))
     }
 
-    /// Forgets the run-once markers of `task`; whether there were any.
+    /// The fingerprint of `task`'s last OK (`run = on-change`).
+    pub fn fingerprint(&self, task: &str) -> Option<&Fingerprint> {
+        self.state.markers.get(&self.task_dir)?.on_change.get(task)
+    }
+
+    /// Forgets the run-once markers and fingerprint of `task`; whether
+    /// there were any.
     pub fn forget(&mut self, task: &str) -> io::Result<bool> {
-        let had = self.state.markers.get(&self.task_dir).is_some_and(|m| {
-            m.once.contains_key(task) || m.once_per_boot.contains_key(task) || m.once_per_instance.contains_key(task)
-        });
+        let had = self.state.markers.get(&self.task_dir).is_some_and(|m| m.has(task));
         if had {
             self.record(Op::Forget { task_dir: self.task_dir.clone(), task: task.into() }, true)?;
             self.save_markers()?;
@@ -1034,6 +1085,8 @@ pub enum TaskEnd {
     OncePerBoot,
     /// OK of a `run = once-per-instance` task.
     OncePerInstance,
+    /// OK of a `run = on-change` task, with the fingerprint to record.
+    OnChange(Box<Fingerprint>),
     /// A retry follows at this time.
     Retry {
         at: String,

@@ -8,6 +8,7 @@ mod assets;
 mod check;
 mod cli;
 mod config;
+mod convergence;
 mod crash;
 mod demo;
 mod discovery;
