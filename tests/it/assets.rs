@@ -24,6 +24,11 @@ fn generated_man_page_and_completions_cover_every_flag() {
         ".SH STATUS",
         ".SH EXAMPLES",
         "max_log_size",
+        "on\\-change",
+        "\\fBinputs\\fR",
+        "\\-\\-force",
+        "once\\-per\\-instance",
+        "RUNNER_INSTANCE_ID_FILE",
     ] {
         assert!(man.contains(section), "man page lacks {section}");
     }
