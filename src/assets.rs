@@ -19,13 +19,16 @@ const EXTRA: &str = r#".SH "EXIT STATUS"
 every iteration completed; \fB\-g\fR answered; \fB\-\-check\fR found no error; nothing to do
 .TP
 \fB1\fR
-gave up: a task kept failing until max_tries; the halt task was run
+gave up: a task kept failing until max_tries, the run's deadline passed, a task asked for more than max_reboots reboots, or a reboot did not happen; the halt task was run
 .TP
 \fB2\fR
 a task exited 2: the halt task was run
 .TP
 \fB3\fR
 a task exited 3: stopped without the halt task
+.TP
+\fB4\fR
+a task asked for a reboot: the run waits for it (recorded) and the reboot task was run, or there is none and a wrapper is to reboot; \fB\-\-resume\fR in the next boot goes on
 .TP
 \fB64\fR
 usage error
@@ -58,6 +61,10 @@ One INI file (\fB\-c\fR), read with Python 2.7's RawConfigParser rules as mozill
 A section named after a task (its name, \fB3\-check\-ami.sh\fR \(-> \fBcheck\-ami\fR, or its file name) may set \fBmax_time\fR, \fBmax_tries\fR, \fBsleep_time\fR, \fBretry_jitter\fR, \fBinterpreter\fR, \fBkill_grace\fR, \fBdepends_on\fR = \fIa, b\fR (run after those tasks; a cycle or unknown task is exit 78) and \fBrun\fR = \fBalways\fR | \fBonce\fR | \fBonce\-per\-instance\fR | \fBonce\-per\-boot\fR | \fBon\-change\fR, and with \fBon\-change\fR \fBinputs\fR. Any other key is free\-form configuration for tasks to read with \fB\-g\fR.
 .PP
 \fBrun = once\fR: skipped after its first OK on this state directory (a golden image carries the marker to its clones). \fBonce\-per\-instance\fR: once per machine identity, the cloud\-init instance id (/var/lib/cloud/data/instance\-id) else /etc/machine\-id, so each clone of an image runs it once (\fBRUNNER_INSTANCE_ID_FILE\fR names another file: a test override). \fBonce\-per\-boot\fR: once per boot id. \fBon\-change\fR: runs when its fingerprint differs from the one recorded at its last OK, else is skipped. The fingerprint is a BLAKE3 digest of the task file, the interpreter, the effective settings, the task's own section keys, the [env] values and each of \fBinputs\fR = \fIentry\fR, ...: a path relative to the config file's directory (a file's bytes, a directory's files, a missing path), a glob (its matches and each match), \fBenv:\fR\fINAME\fR (the variable as the task sees it) or \fBcmd:\fR\fICOMMAND\fR (the standard output of sh \-c in the config's directory). A failing command or unreadable input runs the task with a warning and records nothing; a failed task keeps the old fingerprint; an input that changed while the task ran is warned about and the fingerprint is not recorded. \fB\-\-dry\-run\fR and \fB\-v\fR say why each task runs or is skipped (run: never succeeded, run: inputs changed (...), skip: unchanged since ...). \fB\-\-force\fR \fITASK\fR runs a task whatever its run mode; \fB\-\-forget\fR \fITASK\fR drops its marker or fingerprint. An unparsable \fBinputs\fR entry, an unknown \fBrun\fR value or \fBinputs\fR on a task that is not on\-change is exit 78.
+.SH "REBOOT AND CONTINUE"
+With \fBreboot_now_exit\fR (e.g. 35) set in [runner] or a task section, a task exiting that code succeeded and the machine must reboot before the next task; with \fBreboot_later_exit\fR (e.g. 37), when the chain (the iteration) ends. Unset by default: those codes are then failures and retried. runner records the task as OK and the run as waiting for reboot with the boot id (durably, first), runs \fBreboot_task\fR (TASKDIR/reboot.sh, handled like the halt task) and exits 4. \fBrunner \-\-resume\fR in a boot with another boot id goes on with the same run at the next task (or the next iteration; a finished chain finishes). In the same boot it runs the reboot task again, at most the asking task's max_tries times, then gives up (exit 1, halt task). \fBmax_reboots\fR (10) bounds the reboots of one run. \fB\-\-status\fR shows "waiting for reboot requested by TASK at TIME (boot id ID)" and exits 4; events reboot_requested, reboot_task, reboot_resumed; the hook stats of the asking task carry "reboot": "now" or "later".
+.PP
+\fBdeadline\fR (seconds) bounds a whole run: when it has lasted that long the running task is stopped like a timeout, a backoff sleep is cut short, no further try starts, and the run gives up (exit 1, halt task, reason deadline in the log, \fB\-\-status\fR and the run_end event). Time waiting for a reboot counts only with \fBdeadline_counts_reboots\fR = true.
 .SH HOOKS
 \fBtask_hook\fR runs before and after each task, \fBpre_task_hook\fR before, \fBpost_task_hook\fR after: the command split like a shell would, plus the stats JSON as one more argument (never through a shell). Before: {"try_num", "max_retries", "task", "result": "RUNNING", "name", "iteration", "run_id", "attempt_key", "started_at"}; after: the same with \fBresult\fR one of OK RETRY HALT EXIT CANCELLED plus "exit_code", "signal", "timed_out", "duration_s", "finished_at", "log_file". A hook's exit status never changes the chain. Schema: /usr/share/doc/runner/hook\-stats.schema.json (status.schema.json and events.schema.json beside it).
 .SH EVENTS
@@ -104,7 +111,7 @@ the run's id; an idempotency key kept while the task is retried or resumed and r
 \fBRUNNER_LOG_FILE\fR
 the task's log file
 .PP
-runner itself reads \fBXDG_STATE_HOME\fR and \fBHOME\fR (state directory), \fBRUNNER_SYSLOG_SOCKET\fR (the socket for \fB\-\-syslog\fR, default /dev/log), \fBNOTIFY_SOCKET\fR (sd_notify), and \fBJOURNAL_STREAM\fR: when it names runner's stderr, every line goes to the journal natively with the fields \fBRUNNER_TASK\fR, \fBRUNNER_RUN_ID\fR, \fBRUNNER_TRY\fR and \fBRUNNER_ITERATION\fR (\fBjournalctl \-u runner RUNNER_TASK=\fR\fIfile\fR); \fBRUNNER_JOURNAL_SOCKET\fR names another socket than /run/systemd/journal/socket.
+runner itself reads \fBRUNNER_BOOT_ID_FILE\fR (a test override: the file holding the boot id instead of /proc/sys/kernel/random/boot_id, to simulate a reboot; once\-per\-boot markers use it too), \fBXDG_STATE_HOME\fR and \fBHOME\fR (state directory), \fBRUNNER_SYSLOG_SOCKET\fR (the socket for \fB\-\-syslog\fR, default /dev/log), \fBNOTIFY_SOCKET\fR (sd_notify), and \fBJOURNAL_STREAM\fR: when it names runner's stderr, every line goes to the journal natively with the fields \fBRUNNER_TASK\fR, \fBRUNNER_RUN_ID\fR, \fBRUNNER_TRY\fR and \fBRUNNER_ITERATION\fR (\fBjournalctl \-u runner RUNNER_TASK=\fR\fIfile\fR); \fBRUNNER_JOURNAL_SOCKET\fR names another socket than /run/systemd/journal/socket.
 .SH EXAMPLES
 .TP
 \fBrunner \-c /etc/runner.cfg /etc/runner.d\fR

@@ -16,6 +16,10 @@ pub mod code {
     pub const HALTED: i32 = 2;
     /// A task exited 3; stopped without the halt task.
     pub const STOPPED: i32 = 3;
+    /// A task asked for a reboot (`reboot_now_exit`, `reboot_later_exit`):
+    /// the run waits for it, and the reboot task was run (or there is none,
+    /// and a wrapper is to reboot). `--resume` after the reboot goes on.
+    pub const REBOOT: i32 = 4;
     /// Bad command line.
     pub const USAGE: i32 = 64;
     /// A bug in runner itself (EX_SOFTWARE).

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use super::fingerprint::Taken;
 use super::hooks::{self, Attempt, When};
-use super::outcome::{Exit, Next, Outcome, Rules, TaskResult};
+use super::outcome::{Exit, GiveUp, Next, Outcome, RebootCodes, Rules, TaskResult};
 use super::{Chain, Step, attempt_key, events::fields};
 use crate::error::code;
 use crate::logging;
@@ -117,12 +117,16 @@ impl Chain<'_> {
 
     fn job<'t>(&self, p: &'t Planned, t: &'t Try) -> Job<'t> {
         let limits = &p.config.limits;
+        let own = limits.max_time.value.limit();
+        let max_time = self.within_deadline(own);
         Job {
             argv: command(limits.interpreter.value.as_deref(), t.path.as_os_str()),
             env: &t.env,
             label: &p.task.name,
             what: &t.what,
-            max_time: limits.max_time.value.limit(),
+            // The run's deadline cuts the try short like its own max_time.
+            max_time,
+            limit: if max_time == own { "max_time" } else { "the run's deadline" },
             kill_grace: limits.kill_grace.value.duration(),
             raw_output: self.opts.raw_output,
             log: t.log.as_ref().map(|(l, _)| l),
@@ -138,6 +142,10 @@ impl Chain<'_> {
             retry_jitter: l.retry_jitter.value,
             max_sleep_time: self.opts.config.runner.max_sleep_time,
             draw: rand::random::<f64>(),
+            reboot: RebootCodes { now: l.reboot_now_exit.value, later: l.reboot_later_exit.value },
+            reboots_left: self.journal.state.run.as_ref().map_or(0, |r| r.reboots)
+                < self.opts.config.runner.max_reboots,
+            past_deadline: self.past_deadline(),
         }
     }
 
@@ -166,7 +174,7 @@ impl Chain<'_> {
     fn advance(&mut self, p: &Planned, o: &Outcome) {
         let file = &p.task.file_str;
         match o.next {
-            Next::Continue => {
+            Next::Continue | Next::RebootNow | Next::RebootLater => {
                 self.oks += 1;
                 self.retrying = None;
                 self.cursor.succeeded(file);
@@ -191,10 +199,10 @@ impl Chain<'_> {
             Next::Retry => {
                 TaskEnd::Retry { at: crate::util::timestamp(SystemTime::now() + o.delay.unwrap_or_default()) }
             }
-            Next::Halt { code } => TaskEnd::Halting(code),
+            Next::Halt { code } => TaskEnd::Halting { code, reason: o.gave_up.map(GiveUp::as_str) },
             Next::Stop { code } if code < code::SIGNAL_BASE => TaskEnd::Final(code),
             Next::Stop { .. } => TaskEnd::Continue,
-            Next::Continue => match p.config.run.value {
+            Next::Continue | Next::RebootNow | Next::RebootLater => match p.config.run.value {
                 RunMode::Once => TaskEnd::Once,
                 RunMode::OncePerBoot => TaskEnd::OncePerBoot,
                 RunMode::OncePerInstance => TaskEnd::OncePerInstance,
@@ -205,7 +213,12 @@ impl Chain<'_> {
         let (record, failure) = journal_record(&p.task.file_str, o, t.log_path());
         // Lent to the journal as it is (no copy per task).
         let cursor = std::mem::take(&mut self.cursor);
-        self.save(|j| j.task_end(&cursor, &p.task.file_str, record, failure, end));
+        let reboot = match o.next {
+            Next::RebootNow => Some("now"),
+            Next::RebootLater => Some("later"),
+            _ => None,
+        };
+        self.save(|j| j.task_end(&cursor, &p.task.file_str, record, failure, end, reboot));
         self.cursor = cursor;
     }
 
@@ -236,6 +249,16 @@ impl Chain<'_> {
     fn next_step(&mut self, file: &str, o: &Outcome) -> Result<Step, i32> {
         match o.next {
             Next::Continue => Ok(Step::Next),
+            Next::RebootLater => {
+                logging::info(&format!("{file}: asked for a reboot when the chain ends"));
+                self.reboot_requested(file, "later");
+                Ok(Step::Next)
+            }
+            Next::RebootNow => {
+                logging::info(&format!("{file}: asked for a reboot before the next task"));
+                self.reboot_requested(file, "now");
+                Err(self.reboot(false))
+            }
             Next::Retry => {
                 let delay = o.delay.unwrap_or_default();
                 let next_try = o.try_num + 1;
@@ -252,17 +275,36 @@ impl Chain<'_> {
                         ("task", file.into()),
                     ]),
                 );
-                if let Some(sig) = signals::sleep(delay) {
+                // The deadline cuts the sleep short, and the run gives up.
+                if let Some(sig) = signals::sleep(self.within_deadline(Some(delay)).unwrap_or(delay)) {
                     return Err(code::SIGNAL_BASE + sig);
+                }
+                if self.past_deadline() {
+                    return Err(self.deadline_reached());
                 }
                 Ok(Step::Again { restart: self.opts.config.runner.retry_from == RetryFrom::Start })
             }
             Next::Halt { code } => {
-                if code == code::GAVE_UP {
-                    let tries = if o.try_num == 1 { "try" } else { "tries" };
-                    logging::error(&format!("{file}: failed {} {tries}; giving up", o.try_num));
+                match o.gave_up {
+                    Some(GiveUp::Deadline) => logging::error(&format!(
+                        "{file}: {}; giving up",
+                        self.deadline_text().unwrap_or_else(|| "the deadline passed".into())
+                    )),
+                    Some(GiveUp::MaxReboots) => logging::error(&format!(
+                        "{file}: asked for a reboot, but this run already went on after max_reboots ({}) reboots; giving up",
+                        self.opts.config.runner.max_reboots
+                    )),
+                    None if code == code::GAVE_UP => {
+                        let tries = if o.try_num == 1 { "try" } else { "tries" };
+                        logging::error(&format!("{file}: failed {} {tries}; giving up", o.try_num));
+                    }
+                    None => {}
                 }
-                let reason = if code == code::GAVE_UP { "max_tries" } else { "halt" };
+                let reason = match o.gave_up {
+                    Some(g) => g.as_str(),
+                    None if code == code::GAVE_UP => "max_tries",
+                    None => "halt",
+                };
                 let why = if code == code::GAVE_UP { "gave up" } else { "exited 2" };
                 super::notify::status(&format!("halting ({file} {why})"));
                 Err(self.halt(self.cursor.iteration, reason, code))

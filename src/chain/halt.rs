@@ -21,7 +21,7 @@ impl Chain<'_> {
             return code::SIGNAL_BASE + sig;
         }
         if reason == "halt-after" {
-            self.save(|j| j.halting(code));
+            self.save(|j| j.halting(code, None));
         }
         let Some(halt) = &self.opts.halt_task else {
             logging::info("no halt task ([runner] halt_task is empty): not halting");
@@ -35,31 +35,22 @@ impl Chain<'_> {
             return code;
         }
         logging::info(&format!("halting: running {what}"));
-        let exit = self.run_halt_task(iteration, &what);
-        self.events.emit(
-            "halt_end",
-            fields([
-                ("task", what.as_str().into()),
-                ("exit_code", exit.code().into()),
-                ("signal", exit.signal().into()),
-                ("duration_s", crate::util::millis(exit.duration()).into()),
-            ]),
-        );
+        let halt = halt.clone();
+        let exit = self.run_special(&halt, "halt", iteration, &what);
+        self.events.emit("halt_end", ended(&what, &exit));
         match signals::cancelled() {
             Some(sig) => code::SIGNAL_BASE + sig,
             None => code,
         }
     }
 
-    /// Runs the halt task with the global interpreter and limits, its own
-    /// log file and the run's variables; kills what it leaves behind.
-    fn run_halt_task(&mut self, iteration: u64, what: &str) -> Exit {
+    /// Runs the halt or reboot task (`label`) with the global interpreter
+    /// and limits, its own log file and the run's variables; kills what it
+    /// leaves behind.
+    pub(super) fn run_special(&mut self, task: &std::path::Path, label: &str, iteration: u64, what: &str) -> Exit {
         let opts = self.opts;
-        let Some(halt) = &opts.halt_task else {
-            return Exit::NotStarted { reason: "no halt task".into(), duration: std::time::Duration::ZERO };
-        };
         let limits = &opts.config.runner.limits;
-        let file = halt.file_name().unwrap_or_default().to_os_string();
+        let file = task.file_name().unwrap_or_default().to_os_string();
         let log = self.open_log(&file);
         let mut env = opts.env.clone();
         env.extend([
@@ -72,11 +63,12 @@ impl Chain<'_> {
             env.push(("RUNNER_LOG_FILE".into(), path.into()));
         }
         let job = Job {
-            argv: command(limits.interpreter.value.as_deref(), halt.as_os_str()),
+            argv: command(limits.interpreter.value.as_deref(), task.as_os_str()),
             env: &env,
-            label: "halt",
+            label,
             what,
             max_time: limits.max_time.value.limit(),
+            limit: "max_time",
             kill_grace: limits.kill_grace.value.duration(),
             raw_output: opts.raw_output,
             log: log.as_ref().map(|(l, _)| l),
@@ -84,12 +76,22 @@ impl Chain<'_> {
         };
         let finished = self.spawner.run(&job);
         if finished.exit.code() != Some(0) {
-            logging::warn(&format!("halt task: {}", finished.exit.describe()));
+            logging::warn(&format!("{label} task: {}", finished.exit.describe()));
         }
         if let Some((l, _)) = &log {
-            l.note(&format!("halt task: {}", finished.exit.describe()));
+            l.note(&format!("{label} task: {}", finished.exit.describe()));
         }
         finished.kill_leftovers();
         finished.exit
     }
+}
+
+/// The event fields of a halt or reboot task's end.
+pub(super) fn ended(what: &str, exit: &Exit) -> serde_json::Map<String, serde_json::Value> {
+    fields([
+        ("task", what.into()),
+        ("exit_code", exit.code().into()),
+        ("signal", exit.signal().into()),
+        ("duration_s", crate::util::millis(exit.duration()).into()),
+    ])
 }

@@ -12,7 +12,7 @@ use std::time::SystemTime;
 
 use serde_json::{Map, Value, json};
 
-use crate::chain::outcome::Outcome;
+use crate::chain::outcome::{Next, Outcome};
 use crate::logging;
 use crate::process::{Job, Spawner};
 use crate::settings::config::Hooks;
@@ -61,6 +61,12 @@ pub fn after(a: &Attempt, o: &Outcome, log_file: Option<&str>) -> Map<String, Va
     m.insert("duration_s".into(), json!(millis(o.exit.duration())));
     m.insert("finished_at".into(), timestamp(o.finished_at()).into());
     m.insert("log_file".into(), log_file.into());
+    // Only when the task asked for a reboot: the reference's keys otherwise.
+    match o.next {
+        Next::RebootNow => m.insert("reboot".into(), "now".into()),
+        Next::RebootLater => m.insert("reboot".into(), "later".into()),
+        _ => None,
+    };
     m
 }
 

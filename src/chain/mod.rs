@@ -20,6 +20,7 @@ mod halt;
 pub mod hooks;
 mod notify;
 pub mod outcome;
+mod reboot;
 #[cfg(test)]
 mod tests;
 
@@ -61,6 +62,8 @@ pub struct Chain<'a> {
     force: std::collections::HashSet<String>,
     /// The task whose retry comes next: it runs without a new decision.
     retrying: Option<String>,
+    /// When the run's `deadline` passes.
+    deadline: Option<std::time::Instant>,
 }
 
 /// Runs the chain as configured and returns runner's exit code. With
@@ -95,13 +98,24 @@ pub fn run(
         retries: 0,
         force: opts.force.iter().cloned().collect(),
         retrying: None,
+        deadline: None,
     };
     let started = std::time::Instant::now();
     chain.emit_run_start(resumed);
     notify::ready(&format!("starting: {} task(s) in {}", opts.tasks.len(), opts.task_dir.display()));
-    let code = chain.iterations();
+    let code = match chain.after_reboot() {
+        Ok(()) => {
+            chain.start_deadline();
+            chain.iterations()
+        }
+        Err(code) => code,
+    };
     let status = if code >= code::SIGNAL_BASE { Status::Cancelled } else { Status::Finished };
-    if let Err(e) = chain.journal.finish(status, code) {
+    // Waiting for a reboot is recorded already, and is not an end.
+    let waits = chain.journal.state.run.as_ref().is_some_and(|r| r.status == Status::Rebooting);
+    if !(waits && code == code::REBOOT)
+        && let Err(e) = chain.journal.finish(status, code)
+    {
         logging::warn(&format!("{}: cannot record the end of the run: {e}", chain.journal.dir.path.display()));
     }
     let summary = chain.summary(code, started.elapsed());
@@ -116,6 +130,7 @@ pub fn run(
             ("retries", chain.retries.into()),
             ("duration_s", crate::util::millis(started.elapsed()).into()),
             ("summary", summary.as_str().into()),
+            ("reason", chain.journal.state.run.as_ref().and_then(|r| r.reason.clone()).into()),
         ]),
     );
     Ok(code)
@@ -168,7 +183,11 @@ impl Chain<'_> {
     /// `finished: 12 task(s) OK, 1 retry, 3m12s; logs in …` (or `ended with
     /// exit N: …`): the line every run ends with.
     fn summary(&self, code: i32, took: std::time::Duration) -> String {
-        let how = if code == code::OK { "finished".to_string() } else { format!("ended with exit {code}") };
+        let how = match code {
+            code::OK => "finished".to_string(),
+            code::REBOOT => "waiting for a reboot (exit 4; --resume goes on after it)".to_string(),
+            _ => format!("ended with exit {code}"),
+        };
         let retries = match self.retries {
             0 => "no retries".to_string(),
             1 => "1 retry".to_string(),
@@ -221,6 +240,9 @@ impl Chain<'_> {
                     return code::OK;
                 }
                 Err(code) => return code,
+            }
+            if let Err(code) = self.reboot_if_pending() {
+                return code;
             }
             self.cursor.next_iteration();
             if self.opts.times.is_none_or(|n| self.cursor.iteration <= n) {
@@ -299,6 +321,9 @@ impl Chain<'_> {
                 );
                 logging::debug(&progress);
                 notify::status(&progress);
+            }
+            if self.past_deadline() {
+                return Err(self.deadline_reached());
             }
             match self.attempt(p, taken)? {
                 Step::Next => i += 1,

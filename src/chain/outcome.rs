@@ -41,6 +41,44 @@ pub enum Next {
     Halt { code: i32 },
     /// Stop without the halt task and exit with `code`.
     Stop { code: i32 },
+    /// The task succeeded and the machine must reboot before the next task.
+    RebootNow,
+    /// The task succeeded; go on, and reboot when the chain ends.
+    RebootLater,
+}
+
+impl Next {
+    /// Whether the task is done and the chain goes on past it (now or
+    /// after a reboot).
+    pub fn is_ok(self) -> bool {
+        matches!(self, Next::Continue | Next::RebootNow | Next::RebootLater)
+    }
+}
+
+/// Why a run gives up other than a task failing `max_tries` times.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum GiveUp {
+    /// The whole run lasted `deadline`.
+    Deadline,
+    /// A task asked for one reboot more than `max_reboots`.
+    MaxReboots,
+}
+
+impl GiveUp {
+    /// The halt task's reason and the run's recorded one.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GiveUp::Deadline => "deadline",
+            GiveUp::MaxReboots => "max_reboots",
+        }
+    }
+}
+
+/// The exit codes a task (or `[runner]`) turned into reboot requests.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct RebootCodes {
+    pub now: Option<i32>,
+    pub later: Option<i32>,
 }
 
 /// The task protocol: how a task ended, on try `try_num` of `max_tries`,
@@ -52,14 +90,21 @@ pub enum Next {
 /// | exit 0                               | OK        | next task                 |
 /// | exit 2                               | HALT      | halt task, exit 2         |
 /// | exit 3                               | EXIT      | stop, exit 3              |
+/// | exit `reboot_now_exit`               | OK        | reboot task, exit 4; `--resume` after the reboot goes on |
+/// | exit `reboot_later_exit`             | OK        | next task; reboot when the chain ends |
 /// | anything else, tries left            | RETRY     | back off, try again       |
 /// | anything else, `try_num >= max_tries`| RETRY     | halt task, exit 1         |
-pub fn judge(exit: &Exit, try_num: u32, max_tries: u32) -> (TaskResult, Next) {
+///
+/// [`Outcome::decide`] adds the run's limits: past the `deadline`, a retry
+/// becomes giving up; a reboot beyond `max_reboots` too.
+pub fn judge(exit: &Exit, try_num: u32, max_tries: u32, reboot: RebootCodes) -> (TaskResult, Next) {
     match exit {
         Exit::Cancelled { by, .. } => (TaskResult::Cancelled, Next::Stop { code: code::SIGNAL_BASE + by }),
         Exit::Exited { code: 0, .. } => (TaskResult::Ok, Next::Continue),
         Exit::Exited { code: 2, .. } => (TaskResult::Halt, Next::Halt { code: code::HALTED }),
         Exit::Exited { code: 3, .. } => (TaskResult::Exit, Next::Stop { code: code::STOPPED }),
+        Exit::Exited { code, .. } if Some(*code) == reboot.now => (TaskResult::Ok, Next::RebootNow),
+        Exit::Exited { code, .. } if Some(*code) == reboot.later => (TaskResult::Ok, Next::RebootLater),
         _ if try_num >= max_tries => (TaskResult::Retry, Next::Halt { code: code::GAVE_UP }),
         _ => (TaskResult::Retry, Next::Retry),
     }
@@ -76,10 +121,13 @@ pub struct Outcome {
     pub delay: Option<Duration>,
     pub try_num: u32,
     pub started_at: SystemTime,
+    /// Set when the run gives up for a reason of its own (then `next` is
+    /// a halt with exit 1).
+    pub gave_up: Option<GiveUp>,
 }
 
-/// What decides a try besides its exit: its limits and the random draw of
-/// the backoff.
+/// What decides a try besides its exit: its limits, the run's, and the
+/// random draw of the backoff.
 pub struct Rules {
     pub max_tries: u32,
     pub sleep_time: Secs,
@@ -87,15 +135,27 @@ pub struct Rules {
     pub max_sleep_time: Option<Secs>,
     /// Uniform in `[0, 1)`.
     pub draw: f64,
+    pub reboot: RebootCodes,
+    /// Whether the run may still reboot (`max_reboots` not reached).
+    pub reboots_left: bool,
+    /// Whether the run's `deadline` has passed.
+    pub past_deadline: bool,
 }
 
 impl Outcome {
     /// Judges `exit` of try `try_num` and, for a retry, draws the backoff.
     pub fn decide(exit: Exit, try_num: u32, started_at: SystemTime, rules: &Rules) -> Outcome {
-        let (result, next) = judge(&exit, try_num, rules.max_tries);
+        let (result, mut next) = judge(&exit, try_num, rules.max_tries, rules.reboot);
+        let mut gave_up = None;
+        if matches!(next, Next::RebootNow | Next::RebootLater) && !rules.reboots_left {
+            (next, gave_up) = (Next::Halt { code: code::GAVE_UP }, Some(GiveUp::MaxReboots));
+        }
+        if next == Next::Retry && rules.past_deadline {
+            (next, gave_up) = (Next::Halt { code: code::GAVE_UP }, Some(GiveUp::Deadline));
+        }
         let delay = (next == Next::Retry)
             .then(|| backoff(try_num, rules.sleep_time, rules.retry_jitter, rules.max_sleep_time, rules.draw));
-        Outcome { exit, result, next, delay, try_num, started_at }
+        Outcome { exit, result, next, delay, try_num, started_at, gave_up }
     }
 
     /// When the try ended.
@@ -171,8 +231,50 @@ mod tests {
             (&cancelled, 1, 5, R::Cancelled, Stop { code: 143 }),
         ];
         for (exit, try_num, max, result, next) in table {
-            assert_eq!(judge(exit, *try_num, *max), (*result, *next), "{exit:?} try {try_num}/{max}");
+            assert_eq!(
+                judge(exit, *try_num, *max, RebootCodes::default()),
+                (*result, *next),
+                "{exit:?} try {try_num}/{max}"
+            );
         }
+        // With reboot codes (Chef's 35 and 37); 35 is a plain failure
+        // without them (above: any other code).
+        let reboot = RebootCodes { now: Some(35), later: Some(37) };
+        let table: &[(&Exit, u32, u32, TaskResult, Next)] = &[
+            (&exited(35), 1, 5, R::Ok, RebootNow),
+            (&exited(37), 5, 5, R::Ok, RebootLater),
+            (&exited(0), 1, 5, R::Ok, Continue),
+            (&exited(36), 5, 5, R::Retry, Halt { code: 1 }),
+            (&cancelled, 1, 5, R::Cancelled, Stop { code: 143 }),
+        ];
+        for (exit, try_num, max, result, next) in table {
+            assert_eq!(judge(exit, *try_num, *max, reboot), (*result, *next), "{exit:?} with reboot codes");
+        }
+    }
+
+    #[test]
+    fn run_limits_turn_retries_and_reboots_into_giving_up() {
+        let rules = |reboots_left, past_deadline| Rules {
+            max_tries: 5,
+            sleep_time: Secs(0.0),
+            retry_jitter: Secs(0.0),
+            max_sleep_time: None,
+            draw: 0.0,
+            reboot: RebootCodes { now: Some(35), later: Some(37) },
+            reboots_left,
+            past_deadline,
+        };
+        let t = SystemTime::UNIX_EPOCH;
+        let o = Outcome::decide(exited(1), 1, t, &rules(true, true));
+        assert_eq!((o.next, o.gave_up, o.delay), (Next::Halt { code: 1 }, Some(GiveUp::Deadline), None));
+        let o = Outcome::decide(exited(0), 1, t, &rules(true, true));
+        assert_eq!((o.next, o.gave_up), (Next::Continue, None));
+        let o = Outcome::decide(exited(35), 1, t, &rules(false, false));
+        assert_eq!((o.result, o.next, o.gave_up), (TaskResult::Ok, Next::Halt { code: 1 }, Some(GiveUp::MaxReboots)));
+        let o = Outcome::decide(exited(37), 1, t, &rules(true, false));
+        assert_eq!((o.next, o.gave_up), (Next::RebootLater, None));
+        let o = Outcome::decide(exited(1), 1, t, &rules(true, false));
+        assert_eq!((o.next, o.delay), (Next::Retry, Some(Duration::ZERO)));
     }
 
     #[test]

@@ -70,6 +70,9 @@ fn document(s: &Settings, state: &State, phase: &str) -> Value {
         "last_failure": last_failure,
         "exit_code": run.exit_code,
         "halting": run.halting,
+        "reboot": run.reboot,
+        "reboots": run.reboots,
+        "reason": run.reason,
         "tasks": tasks,
     })
 }
@@ -90,6 +93,7 @@ fn phase(state: &State, dir: &Path) -> &'static str {
             Status::Running => "interrupted",
             Status::Cancelled => "cancelled",
             Status::Finished => "finished",
+            Status::Rebooting => "waiting_for_reboot",
         },
     }
 }
@@ -113,7 +117,7 @@ pub fn show(s: &Settings, as_json: bool, wait: Option<Option<std::time::Duration
     let state = State::load_readonly(dir);
     let phase = phase(&state, dir);
     let exit = match (&state.run, phase) {
-        (Some(run), "finished" | "cancelled") => run.exit_code.unwrap_or(code::OK),
+        (Some(run), "finished" | "cancelled" | "waiting_for_reboot") => run.exit_code.unwrap_or(code::OK),
         _ => code::OK,
     };
     let mut out = std::io::stdout().lock();
@@ -131,6 +135,15 @@ pub fn show(s: &Settings, as_json: bool, wait: Option<Option<std::time::Duration
     let status = match (phase, run.exit_code) {
         ("running", _) => format!("running (pid {})", run.pid),
         ("interrupted", _) => format!("interrupted (pid {} is gone); --resume continues it", run.pid),
+        ("waiting_for_reboot", _) => match &run.reboot {
+            Some(w) => format!(
+                "waiting for reboot requested by {} at {} (boot id {}); --resume in the next boot goes on",
+                w.task,
+                w.requested_at,
+                w.boot_id.as_deref().unwrap_or("?")
+            ),
+            None => "waiting for reboot".to_string(),
+        },
         (p, Some(c)) => format!("{p}, exit {c}"),
         (p, None) => p.to_string(),
     };
@@ -144,6 +157,15 @@ pub fn show(s: &Settings, as_json: bool, wait: Option<Option<std::time::Duration
     }
     if let Some(at) = &run.next_retry_at {
         let _ = writeln!(out, "next retry:   {at}");
+    }
+    if let Some(w) = run.reboot.as_ref().filter(|w| w.boot_id.is_none()) {
+        let _ = writeln!(out, "reboot:       {} asked for a reboot when the chain ends ({})", w.task, w.requested_at);
+    }
+    if run.reboots > 0 {
+        let _ = writeln!(out, "reboots:      {} in this run", run.reboots);
+    }
+    if let Some(reason) = &run.reason {
+        let _ = writeln!(out, "reason:       {reason}");
     }
     if !run.tasks.is_empty() {
         let _ = writeln!(out, "tasks:");

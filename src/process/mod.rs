@@ -56,6 +56,9 @@ pub struct Job<'a> {
     /// What spawn errors name (the task's path).
     pub what: &'a str,
     pub max_time: Option<Duration>,
+    /// What `max_time` is, for the message when it passes (`max_time`,
+    /// `the run's deadline`).
+    pub limit: &'static str,
     pub kill_grace: Duration,
     /// Inherit runner's stdout and stderr instead of capturing them.
     pub raw_output: bool,

@@ -33,6 +33,7 @@ const FALLBACK_SLICE: Duration = Duration::from_millis(20);
 pub struct Escalation {
     group: i32,
     label: String,
+    limit: &'static str,
     grace: Duration,
     /// When `max_time` passes.
     deadline: Option<Instant>,
@@ -52,6 +53,7 @@ impl Escalation {
         Escalation {
             group,
             label: job.label.to_string(),
+            limit: job.limit,
             grace: job.kill_grace,
             deadline: job.max_time.map(|t| Instant::now() + t),
             honours_cancel,
@@ -70,7 +72,7 @@ impl Escalation {
                 self.term(now);
             } else if self.deadline.is_some_and(|d| now >= d) {
                 self.timed_out = true;
-                crate::logging::warn(&format!("{}: exceeded max_time; sending SIGTERM", self.label));
+                crate::logging::warn(&format!("{}: exceeded {}; sending SIGTERM", self.label, self.limit));
                 self.term(now);
             }
         }

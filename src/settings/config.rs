@@ -97,6 +97,10 @@ pub struct Limits {
     pub retry_jitter: Val<Secs>,
     pub interpreter: Val<Option<Vec<String>>>,
     pub kill_grace: Val<Secs>,
+    /// Exit code meaning "OK, reboot before the next task".
+    pub reboot_now_exit: Val<Option<i32>>,
+    /// Exit code meaning "OK, reboot when the chain ends".
+    pub reboot_later_exit: Val<Option<i32>>,
 }
 
 impl Default for Limits {
@@ -108,6 +112,8 @@ impl Default for Limits {
             retry_jitter: Val::default(Secs(30.0)),
             interpreter: Val::default(None),
             kill_grace: Val::default(Secs(10.0)),
+            reboot_now_exit: Val::default(None),
+            reboot_later_exit: Val::default(None),
         }
     }
 }
@@ -135,6 +141,12 @@ pub const RUNNER_KEY_DOCS: &[(&str, &str, &str)] = &[
     ("state_dir", "-", "where lock, journal and logs live"),
     ("keep_logs", "20", "log folders kept, one per iteration; 0 = no task logs"),
     ("max_log_size", "16M", "cap of one task's log in one iteration, keeping the tail"),
+    ("reboot_now_exit", "-", "exit code: the task succeeded, reboot before the next task (e.g. 35)"),
+    ("reboot_later_exit", "-", "exit code: the task succeeded, reboot when the chain ends (e.g. 37)"),
+    ("reboot_task", "reboot.sh", "file in TASKDIR run to reboot; empty: none (runner exits 4)"),
+    ("max_reboots", "10", "reboots one run may ask for before it gives up"),
+    ("deadline", "-", "seconds a whole run may last; then it gives up (exit 1)"),
+    ("deadline_counts_reboots", "false", "whether time waiting for a reboot counts toward deadline"),
 ];
 
 /// The names of [`RUNNER_KEY_DOCS`].
@@ -181,6 +193,12 @@ pub struct Runner {
     pub keep_logs: u32,
     /// Cap of one task's log within one iteration, in bytes.
     pub max_log_size: u64,
+    /// File in TASKDIR run to reboot; empty: none.
+    pub reboot_task: String,
+    pub max_reboots: u32,
+    /// How long a whole run may last.
+    pub deadline: Option<Secs>,
+    pub deadline_counts_reboots: bool,
 }
 
 impl Default for Runner {
@@ -196,6 +214,10 @@ impl Default for Runner {
             state_dir: None,
             keep_logs: 20,
             max_log_size: 16 << 20,
+            reboot_task: "reboot.sh".to_string(),
+            max_reboots: 10,
+            deadline: None,
+            deadline_counts_reboots: false,
         }
     }
 }
@@ -357,6 +379,21 @@ impl Config {
                 _ => v.bad(e, "expected a size of at least 4096 bytes, e.g. 16M, 512K or 1048576"),
             }
         }
+        if let Some(e) = v.entry("reboot_task") {
+            runner.reboot_task = e.value.trim().to_string();
+        }
+        if let Some(n) = v.number("max_reboots", 0, u32::MAX as u64) {
+            runner.max_reboots = n as u32;
+        }
+        runner.deadline = v.secs("deadline").map(|s| s.value).filter(|s| s.0 > 0.0);
+        if let Some(e) = v.entry("deadline_counts_reboots") {
+            match e.value.trim().to_ascii_lowercase().as_str() {
+                "true" | "yes" | "on" | "1" => runner.deadline_counts_reboots = true,
+                "false" | "no" | "off" | "0" => runner.deadline_counts_reboots = false,
+                _ => v.bad(e, "expected true or false"),
+            }
+        }
+        v.reboot_codes(&runner.limits);
         let env = env_items(&ini);
         if let Some(section) = ini.section("env") {
             // Values never appear in messages (secrets live in [env]).
@@ -413,6 +450,10 @@ impl Config {
                     Err(why) => v.bad(e, &why),
                 }
             }
+        }
+        if sections.iter().any(|s| s.get("reboot_now_exit").is_some() || s.get("reboot_later_exit").is_some()) {
+            let section = sections.first().map_or("", |s| s.name.as_str());
+            Validator { ini: &self.ini, section, diags, own_only: true }.reboot_codes(&limits);
         }
         if let Origin::Config { section, loc } = &inputs.origin
             && run.value != RunMode::OnChange
@@ -544,6 +585,23 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// `reboot_now_exit` and `reboot_later_exit` must differ.
+    fn reboot_codes(&mut self, limits: &Limits) {
+        let (now, later) = (&limits.reboot_now_exit, &limits.reboot_later_exit);
+        if let (Some(a), Some(b)) = (now.value, later.value)
+            && a == b
+        {
+            let at = match (&later.origin, &now.origin) {
+                (Origin::Config { loc, .. }, _) | (_, Origin::Config { loc, .. }) => self.ini.at(*loc),
+                _ => String::new(),
+            };
+            self.diags.error(
+                at,
+                format!("reboot_now_exit and reboot_later_exit are both {a} for [{}]; they must differ", self.section),
+            );
+        }
+    }
+
     fn limits(&mut self, limits: &mut Limits) {
         if let Some(s) = self.secs("max_time") {
             limits.max_time = s;
@@ -561,6 +619,18 @@ impl<'a> Validator<'a> {
             match e.value.trim().parse::<u32>() {
                 Ok(n) if n >= 1 => limits.max_tries = self.val(e, n),
                 _ => self.bad(e, &format!("expected a whole number from 1 to {}", u32::MAX)),
+            }
+        }
+        for (key, slot) in
+            [("reboot_now_exit", &mut limits.reboot_now_exit), ("reboot_later_exit", &mut limits.reboot_later_exit)]
+        {
+            let Some(e) = self.entry(key) else { continue };
+            match e.value.trim() {
+                "" => *slot = self.val(e, None),
+                t => match t.parse::<i32>() {
+                    Ok(n) if (1..=255).contains(&n) && n != 2 && n != 3 => *slot = self.val(e, Some(n)),
+                    _ => self.bad(e, "expected an exit code from 1 to 255 other than 2 and 3 (0, 2 and 3 already mean go on, halt and stop)"),
+                },
             }
         }
         // An empty interpreter runs tasks directly, as the reference did; a

@@ -25,6 +25,7 @@ pub enum SkipReason {
     Filtered,
     Directory,
     HaltTask,
+    RebootTask,
     NotExecutable,
     /// `run = once` / `once-per-boot` marker already set.
     AlreadyRan(&'static str),
@@ -36,6 +37,7 @@ impl SkipReason {
             SkipReason::Filtered => "ignored file name (hidden, backup or package leftover)".into(),
             SkipReason::Directory => "directory".into(),
             SkipReason::HaltTask => "halt task".into(),
+            SkipReason::RebootTask => "reboot task".into(),
             SkipReason::NotExecutable => "not executable and no interpreter applies".into(),
             SkipReason::AlreadyRan(m) => format!("run = {m}: already succeeded"),
         }
@@ -96,7 +98,7 @@ pub fn list_dir(dir: &Path) -> io::Result<Vec<OsString>> {
 /// Reads TASKDIR. Returns the candidate tasks in file-name order and the
 /// entries left out, with why. Filtering non-executable files needs the
 /// per-task interpreter, so it happens later (see [`Task::executable`]).
-pub fn discover(dir: &Path, halt_task: &str) -> io::Result<(Vec<Task>, Vec<Skipped>)> {
+pub fn discover(dir: &Path, halt_task: &str, reboot_task: &str) -> io::Result<(Vec<Task>, Vec<Skipped>)> {
     let mut all: Vec<OsString> =
         std::fs::read_dir(dir)?.map(|e| e.map(|e| e.file_name())).collect::<io::Result<_>>()?;
     all.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
@@ -109,6 +111,10 @@ pub fn discover(dir: &Path, halt_task: &str) -> io::Result<(Vec<Task>, Vec<Skipp
         }
         if file.as_bytes() == halt_task.as_bytes() {
             skipped.push((file, SkipReason::HaltTask));
+            continue;
+        }
+        if file.as_bytes() == reboot_task.as_bytes() {
+            skipped.push((file, SkipReason::RebootTask));
             continue;
         }
         let path = dir.join(&file);

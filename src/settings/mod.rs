@@ -47,6 +47,8 @@ pub struct Settings {
     pub skipped: Vec<Skipped>,
     /// `None` when `[runner] halt_task` is empty.
     pub halt_task: Option<PathBuf>,
+    /// `None` when `[runner] reboot_task` is empty.
+    pub reboot_task: Option<PathBuf>,
     /// Iterations; `None` is forever.
     pub times: Option<u64>,
     pub halt_after: bool,
@@ -149,6 +151,10 @@ pub fn inspect(cli: &Cli, diags: &mut Diags, strict: bool) -> Option<Settings> {
         Some(h) => diags.warn(h.display(), "halt task does not exist; halting will fail"),
         None => {}
     }
+    let reboot_task = (!config.runner.reboot_task.is_empty()).then(|| task_dir.join(&config.runner.reboot_task));
+    if let Some(r) = reboot_task.as_ref().filter(|r| r.exists()) {
+        safety.file(r, "reboot task", diags);
+    }
     check_programs(&config, &tasks, &mut safety, diags, strict);
     let times = cli.times.or(config.runner.times).filter(|&n| n > 0);
     if cli.halt_after && times.is_none() {
@@ -167,6 +173,7 @@ pub fn inspect(cli: &Cli, diags: &mut Diags, strict: bool) -> Option<Settings> {
         tasks: std::rc::Rc::new(tasks),
         skipped,
         halt_task,
+        reboot_task,
         times,
         halt_after: cli.halt_after,
         raw_output: cli.raw_output,
@@ -187,13 +194,14 @@ fn plan_dir(
     safety: &mut Safety,
     diags: &mut Diags,
 ) -> Option<(Vec<Planned>, Vec<Skipped>)> {
-    let (candidates, mut skipped) = match discovery::discover(task_dir, &config.runner.halt_task) {
-        Ok(found) => found,
-        Err(e) => {
-            diags.error(task_dir.display(), format!("cannot read TASKDIR: {e}"));
-            return None;
-        }
-    };
+    let (candidates, mut skipped) =
+        match discovery::discover(task_dir, &config.runner.halt_task, &config.runner.reboot_task) {
+            Ok(found) => found,
+            Err(e) => {
+                diags.error(task_dir.display(), format!("cannot read TASKDIR: {e}"));
+                return None;
+            }
+        };
     safety.dir(task_dir, "task directory", diags);
     // Sections are matched against every candidate, so that a section for a
     // non-executable file can still give it an interpreter.

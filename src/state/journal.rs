@@ -175,6 +175,28 @@ pub enum Status {
     Running,
     Cancelled,
     Finished,
+    /// A task asked for a reboot and runner ran the reboot task: `--resume`
+    /// in another boot goes on with the next task.
+    Rebooting,
+}
+
+/// A reboot a task asked for, while it is pending (`later`) or waited for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RebootWait {
+    /// The task that asked.
+    pub task: String,
+    /// `now` (before the next task) or `later` (when the chain ends).
+    pub when: String,
+    pub requested_at: String,
+    /// Set when runner starts waiting for the reboot: the boot it waits to
+    /// leave and since when.
+    #[serde(default)]
+    pub boot_id: Option<String>,
+    #[serde(default)]
+    pub waiting_since: Option<String>,
+    /// How often the reboot task ran in that boot.
+    #[serde(default)]
+    pub tries: u32,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -201,6 +223,19 @@ pub struct Run {
     /// iteration and how often it succeeded in it (for attempt keys).
     #[serde(default)]
     pub tasks: TaskTable,
+    /// The reboot a task asked for, until the run goes on after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reboot: Option<RebootWait>,
+    /// Reboots this run went on after.
+    #[serde(default)]
+    pub reboots: u32,
+    /// Milliseconds this run spent waiting for reboots.
+    #[serde(default)]
+    pub reboot_wait_ms: u64,
+    /// Why the run ended when no task's exit says it (`deadline`,
+    /// `max_reboots`, `reboot_failed`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -335,10 +370,29 @@ enum Op {
         /// The run ends with this code (and halts when `halting`).
         end: Option<(i32, bool)>,
         mark: Option<Mark>,
+        /// A reboot the task asked for (waited for at once when `now`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reboot: Option<Box<RebootWait>>,
+        /// Why the run ends, when `end` is set for a reason of the run's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
         at: String,
     },
     Halting {
         code: i32,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        reason: Option<String>,
+        at: String,
+    },
+    /// Runner waits for the pending reboot in boot `boot_id` and ran (or
+    /// runs again) the reboot task.
+    RebootWait {
+        boot_id: String,
+        at: String,
+    },
+    /// The reboot happened: the run goes on.
+    RebootResumed {
+        waited_ms: u64,
         at: String,
     },
     Finish {
@@ -393,9 +447,11 @@ impl State {
         match op {
             Op::Begin { task_dir, run_id, pid, iteration, try_num, same, at } => {
                 let keep = self.run.take().filter(|_| *same);
-                let (started_at, tasks, last_failure) = match keep {
-                    Some(old) => (old.started_at, old.tasks, old.last_failure),
-                    None => (at.clone(), TaskTable::default(), None),
+                let (started_at, tasks, last_failure, reboot, reboots, reboot_wait_ms) = match keep {
+                    Some(old) => {
+                        (old.started_at, old.tasks, old.last_failure, old.reboot, old.reboots, old.reboot_wait_ms)
+                    }
+                    None => (at.clone(), TaskTable::default(), None, None, 0, 0),
                 };
                 self.version = 2;
                 self.task_dir = task_dir.clone();
@@ -413,6 +469,10 @@ impl State {
                     exit_code: None,
                     halting: false,
                     tasks,
+                    reboot,
+                    reboots,
+                    reboot_wait_ms,
+                    reason: None,
                 });
             }
             Op::Iteration { iteration, try_num, at } => {
@@ -440,7 +500,30 @@ impl State {
                 }
             }
             Op::End { .. } => self.apply_end(op),
-            Op::Halting { code, at } | Op::Finish { code, at, .. } => {
+            Op::RebootWait { boot_id, at } => {
+                if let Some(run) = self.run_at(at) {
+                    run.status = Status::Rebooting;
+                    run.exit_code = Some(crate::error::code::REBOOT);
+                    run.current = None;
+                    if let Some(w) = run.reboot.as_mut() {
+                        if w.boot_id.as_deref() == Some(boot_id.as_str()) {
+                            w.tries += 1;
+                        } else {
+                            (w.boot_id, w.waiting_since, w.tries) = (Some(boot_id.clone()), Some(at.clone()), 1);
+                        }
+                    }
+                }
+            }
+            Op::RebootResumed { waited_ms, at } => {
+                if let Some(run) = self.run_at(at) {
+                    run.status = Status::Running;
+                    run.exit_code = None;
+                    run.reboot = None;
+                    run.reboots += 1;
+                    run.reboot_wait_ms += waited_ms;
+                }
+            }
+            Op::Halting { code, at, .. } | Op::Finish { code, at, .. } => {
                 let status = match op {
                     Op::Finish { status, .. } => *status,
                     _ => Status::Finished,
@@ -449,6 +532,9 @@ impl State {
                     run.status = status;
                     run.exit_code = Some(*code);
                     run.halting |= matches!(op, Op::Halting { .. });
+                    if let Op::Halting { reason: Some(r), .. } = op {
+                        run.reason = Some(r.clone());
+                    }
                     run.current = None;
                     run.next_retry_at = None;
                 }
@@ -466,7 +552,9 @@ impl State {
     }
 
     fn apply_end(&mut self, op: &Op) {
-        let Op::End { task, rec, failure, try_num, retry_at, reset_done, end, mark, at } = op else { return };
+        let Op::End { task, rec, failure, try_num, retry_at, reset_done, end, mark, reboot, reason, at } = op else {
+            return;
+        };
         if let Some(run) = self.run_at(at) {
             run.current = None;
             run.try_num = *try_num;
@@ -483,6 +571,14 @@ impl State {
                 run.status = Status::Finished;
                 run.exit_code = Some(*code);
                 run.halting = *halting;
+                run.reason = reason.clone();
+            }
+            if let Some(w) = reboot {
+                if w.boot_id.is_some() {
+                    run.status = Status::Rebooting;
+                    run.exit_code = Some(crate::error::code::REBOOT);
+                }
+                run.reboot = Some(RebootWait::clone(w));
             }
             run.tasks.set(task, rec.clone());
         }
@@ -575,8 +671,12 @@ fn format_record(record: &Record) -> io::Result<Vec<u8>> {
 }
 
 /// This boot's id (`/proc/sys/kernel/random/boot_id`).
+/// This boot's id (`/proc/sys/kernel/random/boot_id`): what once-per-boot
+/// markers and reboot waits compare with. A test override:
+/// `RUNNER_BOOT_ID_FILE` names the file to read instead.
 pub fn boot_id() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/random/boot_id").map(|s| s.trim().to_string()).unwrap_or_default()
+    let file = std::env::var_os("RUNNER_BOOT_ID_FILE").unwrap_or_else(|| "/proc/sys/kernel/random/boot_id".into());
+    std::fs::read_to_string(file).map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
 /// This machine's identity, as cloud-init keys its per-instance
@@ -920,6 +1020,7 @@ impl Journal {
         rec: TaskRecord,
         failure: Option<Failure>,
         next: TaskEnd,
+        reboot: Option<&str>,
     ) -> io::Result<()> {
         let ok = rec.result == "OK";
         let rec = TaskRecord { successes: c.successes_of(task), done: c.is_done(task), ..rec };
@@ -928,9 +1029,13 @@ impl Journal {
             _ => None,
         };
         let reset_done = matches!(next, TaskEnd::Retry { .. }) && c.done_count() == 0;
+        let reason = match &next {
+            TaskEnd::Halting { reason, .. } => reason.map(String::from),
+            _ => None,
+        };
         let end = match next {
             TaskEnd::Final(code) => Some((code, false)),
-            TaskEnd::Halting(code) => Some((code, true)),
+            TaskEnd::Halting { code, .. } => Some((code, true)),
             _ => None,
         };
         let mark = match next {
@@ -959,6 +1064,17 @@ impl Journal {
             reset_done,
             end,
             mark: mark.clone(),
+            reboot: reboot.map(|when| {
+                Box::new(RebootWait {
+                    task: task.into(),
+                    when: when.into(),
+                    requested_at: now(),
+                    boot_id: (when == "now").then(|| self.machine.boot_id.clone()),
+                    waiting_since: (when == "now").then(now),
+                    tries: u32::from(when == "now"),
+                })
+            }),
+            reason,
             at: now(),
         };
         self.record(op, true)?;
@@ -972,8 +1088,8 @@ impl Journal {
 
     /// The run ends by halting (`-H` after the last iteration): recorded
     /// durably before the halt task starts.
-    pub fn halting(&mut self, code: i32) -> io::Result<()> {
-        self.record(Op::Halting { code, at: now() }, true)
+    pub fn halting(&mut self, code: i32, reason: Option<&str>) -> io::Result<()> {
+        self.record(Op::Halting { code, reason: reason.map(String::from), at: now() }, true)
     }
 
     /// The run ended (durable), and the snapshot is brought up to date (not
@@ -987,6 +1103,22 @@ impl Journal {
     /// this boot).
     pub fn already_ran(&self, task: &str, mode: RunMode) -> bool {
         self.state.markers.get(&self.task_dir).is_some_and(|m| m.already_ran(task, mode, &self.machine))
+    }
+
+    /// This boot's id (what a reboot is recognised by).
+    pub fn boot_id(&self) -> &str {
+        &self.machine.boot_id
+    }
+
+    /// Runner waits for the pending reboot in this boot (durable, before
+    /// the reboot task runs); again in the same boot counts one more try.
+    pub fn reboot_wait(&mut self) -> io::Result<()> {
+        self.record(Op::RebootWait { boot_id: self.machine.boot_id.clone(), at: now() }, true)
+    }
+
+    /// The reboot happened: the run goes on (durable).
+    pub fn reboot_resumed(&mut self, waited_ms: u64) -> io::Result<()> {
+        self.record(Op::RebootResumed { waited_ms, at: now() }, true)
     }
 
     /// The fingerprint of `task`'s last OK (`run = on-change`).
@@ -1093,6 +1225,10 @@ pub enum TaskEnd {
     },
     /// The run ends with this code.
     Final(i32),
-    /// The run ends with this code, and the halt task runs next.
-    Halting(i32),
+    /// The run ends with this code, and the halt task runs next; the
+    /// reason when the run itself gives up (`deadline`, `max_reboots`).
+    Halting {
+        code: i32,
+        reason: Option<&'static str>,
+    },
 }

@@ -29,6 +29,10 @@ fn generated_man_page_and_completions_cover_every_flag() {
         "\\-\\-force",
         "once\\-per\\-instance",
         "RUNNER_INSTANCE_ID_FILE",
+        ".SH \"REBOOT AND CONTINUE\"",
+        "reboot_now_exit",
+        "deadline_counts_reboots",
+        "RUNNER_BOOT_ID_FILE",
     ] {
         assert!(man.contains(section), "man page lacks {section}");
     }

@@ -22,6 +22,7 @@ mod ops;
 mod order;
 mod output;
 mod protocol;
+mod reboot;
 mod schema;
 mod signals;
 mod state;
