@@ -111,11 +111,10 @@ pub fn run(
         Err(code) => code,
     };
     let status = if code >= code::SIGNAL_BASE { Status::Cancelled } else { Status::Finished };
-    // Waiting for a reboot is recorded already, and is not an end.
+    // Waiting for a reboot is recorded already, and is not an end (also
+    // when the reboot's SIGTERM reaches runner while the reboot task runs).
     let waits = chain.journal.state.run.as_ref().is_some_and(|r| r.status == Status::Rebooting);
-    if !(waits && code == code::REBOOT)
-        && let Err(e) = chain.journal.finish(status, code)
-    {
+    if !waits && let Err(e) = chain.journal.finish(status, code) {
         logging::warn(&format!("{}: cannot record the end of the run: {e}", chain.journal.dir.path.display()));
     }
     let summary = chain.summary(code, started.elapsed());

@@ -260,3 +260,20 @@ fn time_waiting_for_a_reboot_counts_only_when_configured() {
         assert_eq!(r.code(), code, "deadline_counts_reboots = {counts}\n{}", r.describe());
     }
 }
+
+#[test]
+fn the_reboots_sigterm_during_the_reboot_task_keeps_the_run_waiting() {
+    let t = chain(35).task("reboot.sh", "echo reboot >> \"$TRACE\"\necho $$ > reboot.pid\nexec sleep 30");
+    let cfg = t.config_path().to_string_lossy().into_owned();
+    let dir = t.tasks_dir().to_string_lossy().into_owned();
+    let mut r = t.spawn_raw(&["-c", &cfg, "-n", "1", "--resume", &dir], "");
+    pid_in(&t.path().join("reboot.pid"));
+    r.signal("TERM");
+    assert_eq!(r.wait(20), 143);
+    let st = t.run_more_with(&["--status"]);
+    assert_eq!(st.code(), 4, "{}", st.describe());
+    st.stdout_has("waiting for reboot requested by a");
+    reboot(&t, "boot-2");
+    assert_eq!(resume(&t).code(), 0);
+    assert_eq!(trace(&t), ["a", "reboot", "b"]);
+}
