@@ -65,6 +65,10 @@ A section named after a task (its name, \fB3\-check\-ami.sh\fR \(-> \fBcheck\-am
 With \fBreboot_now_exit\fR (e.g. 35) set in [runner] or a task section, a task exiting that code succeeded and the machine must reboot before the next task; with \fBreboot_later_exit\fR (e.g. 37), when the chain (the iteration) ends. Unset by default: those codes are then failures and retried. runner records the task as OK and the run as waiting for reboot with the boot id (durably, first), runs \fBreboot_task\fR (TASKDIR/reboot.sh, handled like the halt task) and exits 4. \fBrunner \-\-resume\fR in a boot with another boot id goes on with the same run at the next task (or the next iteration; a finished chain finishes). In the same boot it runs the reboot task again, at most the asking task's max_tries times, then gives up (exit 1, halt task). \fBmax_reboots\fR (10) bounds the reboots of one run. \fB\-\-status\fR shows "waiting for reboot requested by TASK at TIME (boot id ID)" and exits 4; events reboot_requested, reboot_task, reboot_resumed; the hook stats of the asking task carry "reboot": "now" or "later".
 .PP
 \fBdeadline\fR (seconds) bounds a whole run: when it has lasted that long the running task is stopped like a timeout, a backoff sleep is cut short, no further try starts, and the run gives up (exit 1, halt task, reason deadline in the log, \fB\-\-status\fR and the run_end event). Time waiting for a reboot counts only with \fBdeadline_counts_reboots\fR = true.
+.SH "METRICS AND PLOT"
+\fBmetrics_file\fR (or \fB\-\-metrics\fR \fIFILE\fR) is rewritten atomically in Prometheus' text format (mode 0644, a temporary file renamed over it, symlinks replaced, never followed) after task ends (at most once a second) and at the run's end, for node_exporter's textfile collector: runner_run_start_timestamp_seconds, runner_run_end_timestamp_seconds, runner_run_exit_code, runner_run_phase, runner_run_duration_seconds, runner_run_iteration, runner_run_tries_total, and per task (labels chain and task) runner_task_last_duration_seconds, runner_task_last_result (one series per result), runner_task_tries, runner_task_last_success_timestamp_seconds. A file that cannot be written is a warning.
+.PP
+\fB\-\-plot\fR \fIFILE\fR draws the last run (\fB\-\-run\fR \fIID\fR: another kept one) as a self\-contained SVG: a row per task, a bar per try coloured by result, backoff sleeps, the halt and reboot tasks, reboot waits, a time axis and a legend; rows keep their height, so long chains scroll. It reads STATE_DIR/timelines/RUN_ID.jsonl (the newest keep_logs runs are kept; one run's stops at 8 MiB).
 .SH HOOKS
 \fBtask_hook\fR runs before and after each task, \fBpre_task_hook\fR before, \fBpost_task_hook\fR after: the command split like a shell would, plus the stats JSON as one more argument (never through a shell). Before: {"try_num", "max_retries", "task", "result": "RUNNING", "name", "iteration", "run_id", "attempt_key", "started_at"}; after: the same with \fBresult\fR one of OK RETRY HALT EXIT CANCELLED plus "exit_code", "signal", "timed_out", "duration_s", "finished_at", "log_file". A hook's exit status never changes the chain. Schema: /usr/share/doc/runner/hook\-stats.schema.json (status.schema.json and events.schema.json beside it).
 .SH EVENTS
@@ -87,6 +91,9 @@ the task directory of the packaged systemd unit
 .TP
 \fI/var/lib/runner/CHAIN/\fR
 state directory when run as root: \fIlock\fR, \fIstate.log\fR (the append\-only journal), \fIstate.json\fR (its snapshot), \fImarkers.json\fR (the run\-once markers' second copy) and \fIlogs/RUN_ID/TASK.log\fR (iteration N of a run: \fIlogs/RUN_ID.N/\fR; the newest keep_logs iterations are kept, each task log capped at max_log_size)
+.TP
+\fISTATE_DIR/timelines/RUN_ID.jsonl\fR
+what took time in a run (tries, sleeps, halt and reboot tasks, reboot waits), for \fB\-\-plot\fR
 .TP
 \fI~/.local/state/runner/CHAIN/\fR
 state directory otherwise ($XDG_STATE_HOME/runner/CHAIN)

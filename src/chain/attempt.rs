@@ -16,6 +16,7 @@ use crate::logging;
 use crate::process::{Job, LogSink, signals};
 use crate::settings::Planned;
 use crate::settings::config::{RetryFrom, RunMode};
+use crate::state::timeline::{Entry, secs};
 use crate::state::{Failure, TaskEnd, TaskRecord};
 
 /// What one try needs besides the task: its key, log and environment.
@@ -220,6 +221,18 @@ impl Chain<'_> {
         };
         self.save(|j| j.task_end(&cursor, &p.task.file_str, record, failure, end, reboot));
         self.cursor = cursor;
+        self.timeline.add(&Entry::Try {
+            task: p.task.file_str.clone(),
+            iteration: t.iteration,
+            try_num: o.try_num,
+            start: secs(o.started_at),
+            end: secs(o.finished_at()),
+            result: o.result.as_str().into(),
+            timed_out: o.exit.timed_out(),
+        });
+        if let Some(m) = self.metrics.as_mut() {
+            m.task_end(&self.journal.state, &p.task.file_str, o.next.is_ok());
+        }
     }
 
     /// After an OK of a `run = on-change` task: its fingerprint from before
@@ -276,7 +289,11 @@ impl Chain<'_> {
                     ]),
                 );
                 // The deadline cuts the sleep short, and the run gives up.
-                if let Some(sig) = signals::sleep(self.within_deadline(Some(delay)).unwrap_or(delay)) {
+                let slept = SystemTime::now();
+                let woken = signals::sleep(self.within_deadline(Some(delay)).unwrap_or(delay));
+                let (start, end) = (secs(slept), secs(SystemTime::now()));
+                self.timeline.add(&Entry::Sleep { task: file.into(), start, end });
+                if let Some(sig) = woken {
                     return Err(code::SIGNAL_BASE + sig);
                 }
                 if self.past_deadline() {

@@ -55,7 +55,7 @@ impl Chain<'_> {
         let mut env = opts.env.clone();
         env.extend([
             ("RUNNER_TASK_NAME".into(), crate::settings::discovery::task_name(&file.to_string_lossy()).into()),
-            ("RUNNER_TASK".into(), file),
+            ("RUNNER_TASK".into(), file.clone()),
             ("RUNNER_RUN_ID".into(), self.cursor.run_id.as_str().into()),
             ("RUNNER_ITERATION".into(), iteration.to_string().into()),
         ]);
@@ -74,7 +74,20 @@ impl Chain<'_> {
             log: log.as_ref().map(|(l, _)| l),
             tag: None,
         };
+        // The metrics say how the run ends before a halt or reboot takes
+        // the machine down.
+        if let Some(m) = self.metrics.as_mut() {
+            m.write(&self.journal.state);
+        }
+        let started = std::time::SystemTime::now();
         let finished = self.spawner.run(&job);
+        self.timeline.add(&crate::state::timeline::Entry::Special {
+            kind: label.into(),
+            task: file.to_string_lossy().into_owned(),
+            start: crate::state::timeline::secs(started),
+            end: crate::state::timeline::secs(started + finished.exit.duration()),
+            exit_code: finished.exit.code(),
+        });
         if finished.exit.code() != Some(0) {
             logging::warn(&format!("{label} task: {}", finished.exit.describe()));
         }

@@ -35,6 +35,8 @@ use crate::process::Spawner;
 use crate::process::signals;
 use crate::settings::config::RunMode;
 use crate::settings::{Planned, Settings};
+use crate::state::metrics::Metrics;
+use crate::state::timeline::{self, Entry, Timeline};
 use crate::state::{Cursor, Journal, LogDir, Status};
 use events::{Events, fields};
 
@@ -64,6 +66,10 @@ pub struct Chain<'a> {
     retrying: Option<String>,
     /// When the run's `deadline` passes.
     deadline: Option<std::time::Instant>,
+    /// What took time, for `--plot`.
+    timeline: Timeline,
+    /// The Prometheus textfile, when configured.
+    metrics: Option<Metrics>,
 }
 
 /// Runs the chain as configured and returns runner's exit code. With
@@ -99,7 +105,16 @@ pub fn run(
         force: opts.force.iter().cloned().collect(),
         retrying: None,
         deadline: None,
+        timeline: Timeline::default(),
+        metrics: opts.metrics_file.clone().map(|p| Metrics::new(p, &opts.task_dir.to_string_lossy())),
     };
+    chain.timeline = Timeline::open(&chain.journal.dir, &chain.cursor.run_id, opts.config.runner.keep_logs as usize);
+    chain.timeline.add(&Entry::Run {
+        run_id: chain.cursor.run_id.clone(),
+        task_dir: opts.task_dir.to_string_lossy().into_owned(),
+        at: timeline::secs(SystemTime::now()),
+        resumed,
+    });
     let started = std::time::Instant::now();
     chain.emit_run_start(resumed);
     notify::ready(&format!("starting: {} task(s) in {}", opts.tasks.len(), opts.task_dir.display()));
@@ -116,6 +131,10 @@ pub fn run(
     let waits = chain.journal.state.run.as_ref().is_some_and(|r| r.status == Status::Rebooting);
     if !waits && let Err(e) = chain.journal.finish(status, code) {
         logging::warn(&format!("{}: cannot record the end of the run: {e}", chain.journal.dir.path.display()));
+    }
+    chain.timeline.add(&Entry::End { code, at: timeline::secs(SystemTime::now()) });
+    if let Some(m) = chain.metrics.as_mut() {
+        m.write(&chain.journal.state);
     }
     let summary = chain.summary(code, started.elapsed());
     logging::info(&summary);

@@ -21,6 +21,7 @@ use super::events::fields;
 use crate::error::code;
 use crate::logging;
 use crate::process::signals;
+use crate::state::timeline::{Entry, secs};
 
 impl Chain<'_> {
     /// A task asked for a reboot: the event.
@@ -87,6 +88,8 @@ impl Chain<'_> {
             let since = w.waiting_since.as_deref().and_then(parse_time).unwrap_or_else(SystemTime::now);
             let waited = SystemTime::now().duration_since(since).unwrap_or_default();
             self.save(|j| j.reboot_resumed(waited.as_millis().min(u64::MAX as u128) as u64));
+            let (start, end) = (secs(since), secs(SystemTime::now()));
+            self.timeline.add(&Entry::RebootWait { task: w.task.clone(), start, end });
             logging::info(&format!(
                 "rebooted as {} asked (boot {then} is over, this is {now}); going on after it",
                 w.task

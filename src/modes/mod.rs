@@ -1,11 +1,12 @@
 //! One function per thing runner can be asked to do, picked by
 //! [`Mode`](crate::settings::cli::Mode): run the chain, `-g`, `--check`,
-//! `--dry-run`, `--status`, `--forget`, and the hidden packaging and
-//! watchdog modes. Each reads what it needs and nothing more: `-g` reads
-//! only the INI; `--status` only the state directory; only [`run`] and
-//! `--forget` take the chain lock.
+//! `--dry-run`, `--status`, `--plot`, `--forget`, and the hidden packaging
+//! and watchdog modes. Each reads what it needs and nothing more: `-g` reads
+//! only the INI; `--status` and `--plot` only the state directory; only
+//! [`run`] and `--forget` take the chain lock.
 
 pub mod check;
+pub mod plot;
 pub mod status;
 
 use std::io::Write;
@@ -50,6 +51,11 @@ pub fn run(cli: &Cli) -> Result<i32> {
                 let _ = out.write_all(b"\n");
             }
             Ok(code::OK)
+        }
+        Mode::Plot { file, run } => {
+            // Only the state is read (as --status).
+            let s = settings::resolve(cli)?;
+            plot::plot(&s, &file, run.as_deref())
         }
         Mode::Forget(task) => {
             let s = resolve(cli)?;

@@ -27,7 +27,7 @@ directory I/O error, 75 chain locked, 77 unsafe state directory (root),
 /// stop according to their exit codes.
 #[derive(Parser, Debug)]
 #[command(name = "runner", version, about, after_help = EXAMPLES, infer_long_args = true)]
-#[command(group(ArgGroup::new("mode").args(["get", "check", "dry_run", "status", "forget", "list", "generate_assets", "watchdog"]).multiple(false)))]
+#[command(group(ArgGroup::new("mode").args(["get", "check", "dry_run", "status", "forget", "list", "plot", "generate_assets", "watchdog"]).multiple(false)))]
 #[command(group(ArgGroup::new("json_mode").args(["check", "dry_run", "status"]).multiple(false)))]
 pub struct Cli {
     /// Task directory (default: [runner] task_dir; ignored with -g, as the
@@ -44,11 +44,11 @@ pub struct Cli {
     pub get: Option<String>,
 
     /// Iterations of the whole chain (0 or absent: forever, or [runner] times)
-    #[arg(short = 'n', long = "times", value_name = "N", conflicts_with_all = ["get", "check", "status", "forget"])]
+    #[arg(short = 'n', long = "times", value_name = "N", conflicts_with_all = ["get", "check", "status", "forget", "plot"])]
     pub times: Option<u64>,
 
     /// Run the halt task after the last of N successful iterations
-    #[arg(short = 'H', long = "halt-after", conflicts_with_all = ["get", "check", "dry_run", "status", "forget"])]
+    #[arg(short = 'H', long = "halt-after", conflicts_with_all = ["get", "check", "dry_run", "status", "forget", "plot"])]
     pub halt_after: bool,
 
     /// More messages (debug level)
@@ -83,7 +83,7 @@ pub struct Cli {
     pub fresh: bool,
 
     /// Wait for the chain lock instead of exiting 75
-    #[arg(long = "wait", conflicts_with_all = ["get", "check", "dry_run", "list"])]
+    #[arg(long = "wait", conflicts_with_all = ["get", "check", "dry_run", "list", "plot"])]
     pub wait: bool,
 
     /// Show what this chain is doing now or did last, and exit with its
@@ -120,14 +120,28 @@ pub struct Cli {
     #[arg(long = "forget", value_name = "TASK")]
     pub forget: Option<String>,
 
+    /// Rewrite FILE as Prometheus metrics (node_exporter's textfile
+    /// collector) after task ends and at the run's end
+    #[arg(long = "metrics", value_name = "FILE", conflicts_with = "mode", value_hint = clap::ValueHint::FilePath)]
+    pub metrics: Option<PathBuf>,
+
+    /// Draw a run (default: the last) as an SVG timeline into FILE (- for
+    /// stdout), and exit
+    #[arg(long = "plot", value_name = "FILE", value_hint = clap::ValueHint::FilePath)]
+    pub plot: Option<PathBuf>,
+
+    /// With --plot: the run id of a kept run to draw
+    #[arg(long = "run", value_name = "ID", requires = "plot")]
+    pub run: Option<String>,
+
     /// Run TASK (file name or name) the first time it comes up, whatever
     /// its run = says (repeatable)
     #[arg(long = "force", value_name = "TASK", action = ArgAction::Append,
-          conflicts_with_all = ["get", "check", "status", "forget", "list"])]
+          conflicts_with_all = ["get", "check", "status", "forget", "list", "plot"])]
     pub force: Vec<String>,
 
     /// Run as root even with files writable by others (loudly)
-    #[arg(long = "allow-insecure", conflicts_with_all = ["get", "status"])]
+    #[arg(long = "allow-insecure", conflicts_with_all = ["get", "status", "plot"])]
     pub allow_insecure: bool,
 
     /// Kill the running job's group when runner dies (started by runner)
@@ -160,6 +174,8 @@ pub enum Mode {
     Forget(String),
     /// `--list`: the planned task files, one per line.
     List,
+    /// `--plot FILE [--run ID]`: a run as an SVG timeline.
+    Plot { file: PathBuf, run: Option<String> },
     /// `--generate-assets DIR` (packaging).
     GenerateAssets(PathBuf),
     /// `--watchdog` (started by runner itself).
@@ -186,6 +202,8 @@ impl Cli {
             Mode::Forget(task.clone())
         } else if self.list {
             Mode::List
+        } else if let Some(file) = &self.plot {
+            Mode::Plot { file: file.clone(), run: self.run.clone() }
         } else {
             Mode::Run
         }

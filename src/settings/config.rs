@@ -147,6 +147,7 @@ pub const RUNNER_KEY_DOCS: &[(&str, &str, &str)] = &[
     ("max_reboots", "10", "reboots one run may ask for before it gives up"),
     ("deadline", "-", "seconds a whole run may last; then it gives up (exit 1)"),
     ("deadline_counts_reboots", "false", "whether time waiting for a reboot counts toward deadline"),
+    ("metrics_file", "-", "Prometheus textfile rewritten after task ends and at the run's end"),
 ];
 
 /// The names of [`RUNNER_KEY_DOCS`].
@@ -199,6 +200,8 @@ pub struct Runner {
     /// How long a whole run may last.
     pub deadline: Option<Secs>,
     pub deadline_counts_reboots: bool,
+    /// Where the Prometheus textfile goes.
+    pub metrics_file: Option<PathBuf>,
 }
 
 impl Default for Runner {
@@ -218,6 +221,7 @@ impl Default for Runner {
             max_reboots: 10,
             deadline: None,
             deadline_counts_reboots: false,
+            metrics_file: None,
         }
     }
 }
@@ -355,6 +359,11 @@ impl Config {
         runner.hooks.post = v.command("post_task_hook").flatten();
         if let (Some(p), Some(e)) = (&path, v.entry("task_dir")) {
             runner.task_dir = Some(relative_to_file(p, e.value.trim()));
+        }
+        if let (Some(p), Some(e)) = (&path, v.entry("metrics_file"))
+            && !e.value.trim().is_empty()
+        {
+            runner.metrics_file = Some(relative_to_file(p, e.value.trim()));
         }
         if let (Some(p), Some(e)) = (&path, v.entry("state_dir")) {
             runner.state_dir = Some(relative_to_file(p, e.value.trim()));

@@ -60,6 +60,8 @@ pub struct Settings {
     pub env: Vec<(OsString, OsString)>,
     /// Task files named by `--force`.
     pub force: Vec<String>,
+    /// The Prometheus textfile (`--metrics`, else `[runner] metrics_file`).
+    pub metrics_file: Option<PathBuf>,
     pub warnings: Vec<String>,
 }
 
@@ -167,6 +169,7 @@ pub fn inspect(cli: &Cli, diags: &mut Diags, strict: bool) -> Option<Settings> {
         &task_dir,
     );
     let warnings = diags.warnings.iter().map(Diag::to_string).collect();
+    let metrics_file = cli.metrics.as_deref().map(absolute).or_else(|| config.runner.metrics_file.clone());
     Some(Settings {
         config,
         task_dir,
@@ -181,6 +184,7 @@ pub fn inspect(cli: &Cli, diags: &mut Diags, strict: bool) -> Option<Settings> {
         state_dir,
         env,
         force: Vec::new(),
+        metrics_file,
         warnings,
     })
 }

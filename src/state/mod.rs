@@ -6,6 +6,8 @@
 //! - [`journal`]: the last run of the chain and the run-once markers, with
 //!   a second durable copy of the markers.
 //! - [`logs`]: per-run log folders and their pruning.
+//! - [`timeline`]: what took time in a run, for `--plot`.
+//! - [`metrics`]: the Prometheus textfile.
 //!
 //! This module must not decide anything about the chain: it records what
 //! the chain tells it and answers what it recorded.
@@ -13,6 +15,8 @@
 pub mod dir;
 pub mod journal;
 pub mod logs;
+pub mod metrics;
+pub mod timeline;
 
 pub use dir::StateDir;
 pub use journal::*;

@@ -33,6 +33,9 @@ fn generated_man_page_and_completions_cover_every_flag() {
         "reboot_now_exit",
         "deadline_counts_reboots",
         "RUNNER_BOOT_ID_FILE",
+        ".SH \"METRICS AND PLOT\"",
+        "runner_task_last_result",
+        "metrics_file",
     ] {
         assert!(man.contains(section), "man page lacks {section}");
     }

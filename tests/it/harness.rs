@@ -363,7 +363,7 @@ impl Ran {
 /// `-n 1` unless the arguments set `-n` or choose a mode in which it means
 /// nothing (runner refuses flags that have no effect).
 fn default_times(args: &[String]) -> &'static [&'static str] {
-    let modes = ["-n", "--status", "--check", "--forget", "-g", "--get"];
+    let modes = ["-n", "--status", "--check", "--forget", "-g", "--get", "--plot"];
     if args.iter().any(|a| modes.contains(&a.as_str())) { &[] } else { &["-n", "1"] }
 }
 

@@ -15,6 +15,7 @@ mod discovery;
 mod env;
 mod events;
 mod fidelity;
+mod fleet;
 mod fuzz;
 mod hooks;
 mod journal;
