@@ -258,7 +258,7 @@ fn leaked_output_memory_stays_small() {
     loop {
         let pid = r.pid();
         if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            && let Some(kib) = status.lines().find_map(|l| l.strip_prefix("VmHWM:"))
+            && let Some(kib) = status.lines().find_map(|l| l.strip_prefix("RssAnon:"))
         {
             peak_kib = peak_kib.max(kib.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0));
         }
@@ -267,7 +267,9 @@ fn leaked_output_memory_stays_small() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    assert!(peak_kib < 8 * 1024, "peak {peak_kib} KiB");
+    // Runner's own memory (anonymous pages), not the pages of its mapped
+    // binary, which grow with the code and say nothing about leaks.
+    assert!(peak_kib > 0 && peak_kib < 4 * 1024, "peak {peak_kib} KiB");
 }
 
 #[test]
