@@ -79,7 +79,7 @@ With \fBreboot_now_exit\fR (e.g. 35) set in [runner] or a task section, a task e
 Each executable in TASKDIR runs in name order (after its \fBdepends_on\fR).
 Exit 0 goes on to the next task; exit 2 runs the halt task and stops; exit 3
 stops without it; anything else (a signal, a timeout, a task that cannot be
-started) is retried after a backoff of 1.14^try * U seconds, U uniform in
+started) is retried after a backoff of backoff_factor^try * U seconds (backoff_factor 1.14 by default), U uniform in
 [sleep_time, sleep_time + retry_jitter], until max_tries.
 .SH FILES
 .TP

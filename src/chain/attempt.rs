@@ -139,6 +139,7 @@ impl Chain<'_> {
         let l = &p.config.limits;
         Rules {
             max_tries: l.max_tries.value,
+            factor: l.backoff_factor.value,
             sleep_time: l.sleep_time.value,
             retry_jitter: l.retry_jitter.value,
             max_sleep_time: self.opts.config.runner.max_sleep_time,

@@ -130,6 +130,8 @@ pub struct Outcome {
 /// random draw of the backoff.
 pub struct Rules {
     pub max_tries: u32,
+    /// The backoff's growth per try (`backoff_factor`).
+    pub factor: f64,
     pub sleep_time: Secs,
     pub retry_jitter: Secs,
     pub max_sleep_time: Option<Secs>,
@@ -153,8 +155,9 @@ impl Outcome {
         if next == Next::Retry && rules.past_deadline {
             (next, gave_up) = (Next::Halt { code: code::GAVE_UP }, Some(GiveUp::Deadline));
         }
-        let delay = (next == Next::Retry)
-            .then(|| backoff(try_num, rules.sleep_time, rules.retry_jitter, rules.max_sleep_time, rules.draw));
+        let delay = (next == Next::Retry).then(|| {
+            backoff(try_num, rules.factor, rules.sleep_time, rules.retry_jitter, rules.max_sleep_time, rules.draw)
+        });
         Outcome { exit, result, next, delay, try_num, started_at, gave_up }
     }
 
@@ -170,26 +173,71 @@ impl Outcome {
     }
 }
 
-/// The sleep after failed try `try_num`: `1.14^try_num * U`, U uniform in
-/// `[sleep_time, sleep_time + retry_jitter]`, capped by `max_sleep_time`.
+/// The reference's growth of the backoff per try (`backoff_factor`'s
+/// default).
+pub const REFERENCE_FACTOR: f64 = 1.14;
+
+/// The sleep after failed try `try_num`: `factor^try_num * U`, U uniform in
+/// `[sleep_time, sleep_time + retry_jitter]`, capped by `max_sleep_time`
+/// (and by [`MAX_SECS`]).
 ///
 /// `draw` is a uniform sample from `[0, 1)`. When both inputs are whole
 /// seconds, U is a whole number and the result is rounded down to whole
 /// seconds (the reference's formula); otherwise both keep milliseconds.
-pub fn backoff(try_num: u32, sleep_time: Secs, retry_jitter: Secs, cap: Option<Secs>, draw: f64) -> Duration {
-    let factor = 1.14f64.powi(try_num.min(1000) as i32);
+/// This is the one implementation: the chain, `--dry-run`'s schedule and
+/// `bench/fleet-sim` call it.
+pub fn backoff(
+    try_num: u32,
+    factor: f64,
+    sleep_time: Secs,
+    retry_jitter: Secs,
+    cap: Option<Secs>,
+    draw: f64,
+) -> Duration {
+    let growth = factor.powi(try_num.min(100_000) as i32);
     let secs = if sleep_time.is_whole() && retry_jitter.is_whole() {
         let u = sleep_time.0 + (draw * (retry_jitter.0 + 1.0)).floor().min(retry_jitter.0);
-        (factor * u).floor()
+        if u == 0.0 { 0.0 } else { (growth * u).floor() }
     } else {
         let u = sleep_time.0 + (draw * retry_jitter.0 * 1000.0).round() / 1000.0;
-        (factor * u * 1000.0).round() / 1000.0
+        if u == 0.0 { 0.0 } else { (growth * u * 1000.0).round() / 1000.0 }
     };
-    let capped = match cap {
-        Some(c) => secs.min(c.0),
-        None => secs,
-    };
-    Duration::from_secs_f64(capped.clamp(0.0, MAX_SECS))
+    let limit = cap.map_or(MAX_SECS, |c| c.0.min(MAX_SECS));
+    // An infinite growth (a large factor, many tries) is the cap too.
+    let capped = if secs.is_nan() { limit } else { secs.min(limit) };
+    Duration::from_secs_f64(capped.max(0.0))
+}
+
+/// The backoff schedule of a task as `--dry-run` shows it: the shortest
+/// and longest sleep after each of the first `first` failed tries, and the
+/// shortest and longest total of all sleeps before giving up.
+pub fn schedule(
+    max_tries: u32,
+    factor: f64,
+    sleep_time: Secs,
+    retry_jitter: Secs,
+    cap: Option<Secs>,
+    first: usize,
+) -> (Vec<(Duration, Duration)>, (Duration, Duration)) {
+    let sleeps = max_tries.saturating_sub(1);
+    let mut shown = Vec::new();
+    let (mut lo, mut hi) = (0f64, 0f64);
+    // Beyond this many sleeps every one is at its cap (or at the limit).
+    let counted = sleeps.min(100_000);
+    for n in 1..=counted {
+        let a = backoff(n, factor, sleep_time, retry_jitter, cap, 0.0);
+        let b = backoff(n, factor, sleep_time, retry_jitter, cap, 1.0 - f64::EPSILON);
+        if shown.len() < first {
+            shown.push((a, b));
+        }
+        (lo, hi) = (lo + a.as_secs_f64(), hi + b.as_secs_f64());
+        if n == counted && sleeps > counted {
+            let rest = f64::from(sleeps - counted);
+            (lo, hi) = (lo + rest * a.as_secs_f64(), hi + rest * b.as_secs_f64());
+        }
+    }
+    let total = |s: f64| Duration::from_secs_f64(s.min(MAX_SECS * 1000.0));
+    (shown, (total(lo), total(hi)))
 }
 
 #[cfg(test)]
@@ -256,6 +304,7 @@ mod tests {
     fn run_limits_turn_retries_and_reboots_into_giving_up() {
         let rules = |reboots_left, past_deadline| Rules {
             max_tries: 5,
+            factor: REFERENCE_FACTOR,
             sleep_time: Secs(0.0),
             retry_jitter: Secs(0.0),
             max_sleep_time: None,
@@ -281,27 +330,66 @@ mod tests {
     fn backoff_whole_seconds_is_the_reference_formula() {
         let s = |x| Secs(x);
         // U = 1 (draw 0): 1.14 * 1 = 1.14 → 1
-        assert_eq!(backoff(1, s(1.0), s(30.0), None, 0.0), Duration::from_secs(1));
+        assert_eq!(backoff(1, REFERENCE_FACTOR, s(1.0), s(30.0), None, 0.0), Duration::from_secs(1));
         // U = 31 (draw just below 1): 1.14^2 * 31 = 40.28 → 40
-        assert_eq!(backoff(2, s(1.0), s(30.0), None, 0.999_999), Duration::from_secs(40));
+        assert_eq!(backoff(2, REFERENCE_FACTOR, s(1.0), s(30.0), None, 0.999_999), Duration::from_secs(40));
         // never below sleep_time
         for t in 1..20 {
-            assert!(backoff(t, s(3.0), s(0.0), None, 0.5) >= Duration::from_secs(3));
+            assert!(backoff(t, REFERENCE_FACTOR, s(3.0), s(0.0), None, 0.5) >= Duration::from_secs(3));
         }
-        assert_eq!(backoff(1, s(0.0), s(0.0), None, 0.7), Duration::ZERO);
+        assert_eq!(backoff(1, REFERENCE_FACTOR, s(0.0), s(0.0), None, 0.7), Duration::ZERO);
     }
 
     #[test]
     fn backoff_fractional_keeps_milliseconds() {
         let s = |x| Secs(x);
-        assert_eq!(backoff(1, s(0.5), s(0.0), None, 0.3), Duration::from_millis(570));
-        assert_eq!(backoff(1, s(0.5), s(0.25), None, 1.0), Duration::from_millis(855));
+        assert_eq!(backoff(1, REFERENCE_FACTOR, s(0.5), s(0.0), None, 0.3), Duration::from_millis(570));
+        assert_eq!(backoff(1, REFERENCE_FACTOR, s(0.5), s(0.25), None, 1.0), Duration::from_millis(855));
+    }
+
+    #[test]
+    fn backoff_factor_grows_each_sleep() {
+        let s = |x| Secs(x);
+        // 2^n x 1 with no jitter: exact.
+        for (n, want) in [(1, 2), (2, 4), (3, 8), (10, 1024)] {
+            assert_eq!(backoff(n, 2.0, s(1.0), s(0.0), None, 0.5), Duration::from_secs(want));
+        }
+        // A factor of 1: no growth.
+        assert_eq!(backoff(7, 1.0, s(5.0), s(0.0), None, 0.0), Duration::from_secs(5));
+        // 2^n x U(0.5, 1) capped at 300 s.
+        assert_eq!(backoff(3, 2.0, s(0.5), s(0.5), Some(s(300.0)), 0.0), Duration::from_secs(4));
+        assert_eq!(backoff(3, 2.0, s(0.5), s(0.5), Some(s(300.0)), 1.0), Duration::from_secs(8));
+        assert_eq!(backoff(40, 2.0, s(0.5), s(0.5), Some(s(300.0)), 0.3), Duration::from_secs(300));
+        // Growth past f64's range is the cap, never a panic.
+        assert_eq!(backoff(100_000, 1e10, s(1.0), s(0.0), None, 0.0), Duration::from_secs_f64(MAX_SECS));
+        assert_eq!(backoff(100_000, 1e10, s(0.0), s(0.0), None, 0.0), Duration::ZERO);
+    }
+
+    #[test]
+    fn schedule_gives_the_first_sleeps_and_the_total() {
+        let s = |x| Secs(x);
+        let (first, total) = schedule(5, 2.0, s(1.0), s(0.0), None, 3);
+        let secs = |v: &[(Duration, Duration)]| v.iter().map(|(a, b)| (a.as_secs(), b.as_secs())).collect::<Vec<_>>();
+        assert_eq!(secs(&first), [(2, 2), (4, 4), (8, 8)]);
+        assert_eq!((total.0.as_secs(), total.1.as_secs()), (30, 30));
+        let (first, total) = schedule(5, REFERENCE_FACTOR, s(1.0), s(30.0), None, 5);
+        assert_eq!(first.len(), 4);
+        assert_eq!((first[0].0.as_secs(), first[0].1.as_secs()), (1, 35));
+        assert!(total.0 < total.1);
+        let (first, total) = schedule(1, 2.0, s(1.0), s(0.0), None, 5);
+        assert!(first.is_empty() && total.1.is_zero());
+        // Very many tries: the rest at the cap.
+        let (_, total) = schedule(u32::MAX, 2.0, s(1.0), s(0.0), Some(s(1.0)), 5);
+        assert_eq!(total.0.as_secs(), u64::from(u32::MAX - 1));
     }
 
     #[test]
     fn backoff_cap() {
         let s = |x| Secs(x);
-        assert_eq!(backoff(30, s(10.0), s(0.0), Some(s(2.5)), 0.0), Duration::from_millis(2500));
-        assert_eq!(backoff(u32::MAX, s(MAX_SECS), s(MAX_SECS), None, 0.99), Duration::from_secs_f64(MAX_SECS));
+        assert_eq!(backoff(30, REFERENCE_FACTOR, s(10.0), s(0.0), Some(s(2.5)), 0.0), Duration::from_millis(2500));
+        assert_eq!(
+            backoff(u32::MAX, REFERENCE_FACTOR, s(MAX_SECS), s(MAX_SECS), None, 0.99),
+            Duration::from_secs_f64(MAX_SECS)
+        );
     }
 }

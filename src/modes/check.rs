@@ -6,7 +6,7 @@ use std::io::Write;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::chain::fingerprint;
+use crate::chain::{fingerprint, outcome};
 use crate::error::{Result, code};
 use crate::settings::cli::Cli;
 use crate::settings::config::{Diags, Input, Origin, RunMode, Secs, Val};
@@ -74,6 +74,10 @@ struct TaskPlan<'a> {
     max_tries: Setting<u32>,
     sleep_time: Setting<Value>,
     retry_jitter: Setting<Value>,
+    backoff_factor: Setting<f64>,
+    /// The sleeps before giving up: the first ones and the total, each as
+    /// [shortest, longest] seconds.
+    schedule: Schedule,
     kill_grace: Setting<Value>,
     interpreter: Setting<Option<Vec<String>>>,
     depends_on: Setting<Vec<String>>,
@@ -81,6 +85,61 @@ struct TaskPlan<'a> {
     inputs: Setting<Vec<String>>,
     /// Why it runs: `run: inputs changed (…)`, `run: never succeeded`, …
     why: String,
+}
+
+#[derive(Serialize)]
+struct Schedule {
+    first: Vec<[f64; 2]>,
+    total: [f64; 2],
+}
+
+impl Schedule {
+    fn of(l: &crate::settings::config::Limits, cap: Option<Secs>) -> Schedule {
+        let (first, total) = outcome::schedule(
+            l.max_tries.value,
+            l.backoff_factor.value,
+            l.sleep_time.value,
+            l.retry_jitter.value,
+            cap,
+            5,
+        );
+        let s = |d: std::time::Duration| crate::util::millis(d);
+        Schedule { first: first.iter().map(|(a, b)| [s(*a), s(*b)]).collect(), total: [s(total.0), s(total.1)] }
+    }
+
+    /// `1-35 s, 1-40 s, ...; before giving up 4-173 s`.
+    fn text(&self, sleeps: u32) -> String {
+        let range = |[a, b]: [f64; 2]| match (a == b, b < 60.0) {
+            (true, _) => human(a),
+            (false, true) => format!("{}-{} s", plain(a), plain(b)),
+            (false, false) => format!("{}-{}", human(a), human(b)),
+        };
+        if self.first.is_empty() {
+            return "none (max_tries = 1)".into();
+        }
+        let mut shown: Vec<String> = self.first.iter().map(|r| range(*r)).collect();
+        if sleeps as usize > self.first.len() {
+            shown.push("...".into());
+        }
+        format!("{}; before giving up {}", shown.join(", "), range(self.total))
+    }
+}
+
+/// Seconds without trailing zeros: `0.25`, `35`.
+fn plain(s: f64) -> String {
+    let t = format!("{s:.3}");
+    t.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// Seconds as a person reads them: `35 s`, `4m10s`, `2h05m`, `3d04h`.
+fn human(s: f64) -> String {
+    let whole = s.round() as u64;
+    match s {
+        _ if s < 60.0 => format!("{} s", plain(s)),
+        _ if s < 3600.0 => format!("{}m{:02}s", whole / 60, whole % 60),
+        _ if s < 86400.0 => format!("{}h{:02}m", whole / 3600, whole % 3600 / 60),
+        _ => format!("{}d{:02}h", whole / 86400, whole % 86400 / 3600),
+    }
 }
 
 #[derive(Serialize)]
@@ -143,6 +202,8 @@ fn plan<'a>(opts: &'a Settings, journal: &State, state_dir: &std::path::Path) ->
             max_tries: Setting::of(ini, &l.max_tries, |n| *n),
             sleep_time: Setting::of(ini, &l.sleep_time, secs),
             retry_jitter: Setting::of(ini, &l.retry_jitter, secs),
+            backoff_factor: Setting::of(ini, &l.backoff_factor, |f| *f),
+            schedule: Schedule::of(l, opts.config.runner.max_sleep_time),
             kill_grace: Setting::of(ini, &l.kill_grace, secs),
             interpreter: Setting::of(ini, &l.interpreter, |i| i.clone()),
             depends_on: Setting { value: p.config.depends_on.clone(), from: origin(ini, &p.config.depends_from) },
@@ -182,6 +243,8 @@ pub fn dry_run(opts: &Settings, json: bool) -> Result<i32> {
             ("max_tries", t.max_tries.value.to_string(), &t.max_tries.from),
             ("sleep_time", text(&t.sleep_time.value), &t.sleep_time.from),
             ("retry_jitter", text(&t.retry_jitter.value), &t.retry_jitter.from),
+            ("backoff_factor", t.backoff_factor.value.to_string(), &t.backoff_factor.from),
+            ("backoff", t.schedule.text(t.max_tries.value.saturating_sub(1)), ""),
             ("kill_grace", text(&t.kill_grace.value), &t.kill_grace.from),
             ("interpreter", t.interpreter.value.as_ref().map_or("-".into(), |w| w.join(" ")), &t.interpreter.from),
             (
@@ -196,7 +259,7 @@ pub fn dry_run(opts: &Settings, json: bool) -> Result<i32> {
         }
         rows.push(("decision", t.why.clone(), ""));
         for (key, value, from) in rows {
-            let line = format!("        {key:<13}{value:<22}{from}");
+            let line = format!("        {key:<15}{value:<22}{from}");
             let _ = writeln!(out, "{}", line.trim_end());
         }
     }

@@ -97,6 +97,8 @@ pub struct Limits {
     pub retry_jitter: Val<Secs>,
     pub interpreter: Val<Option<Vec<String>>>,
     pub kill_grace: Val<Secs>,
+    /// Growth of the backoff per try (the reference's 1.14).
+    pub backoff_factor: Val<f64>,
     /// Exit code meaning "OK, reboot before the next task".
     pub reboot_now_exit: Val<Option<i32>>,
     /// Exit code meaning "OK, reboot when the chain ends".
@@ -112,6 +114,7 @@ impl Default for Limits {
             retry_jitter: Val::default(Secs(30.0)),
             interpreter: Val::default(None),
             kill_grace: Val::default(Secs(10.0)),
+            backoff_factor: Val::default(crate::chain::outcome::REFERENCE_FACTOR),
             reboot_now_exit: Val::default(None),
             reboot_later_exit: Val::default(None),
         }
@@ -125,6 +128,11 @@ impl Default for Limits {
 pub const RUNNER_KEY_DOCS: &[(&str, &str, &str)] = &[
     ("sleep_time", "1", "minimum seconds between retries"),
     ("retry_jitter", "30", "random extra seconds of a backoff"),
+    (
+        "backoff_factor",
+        "1.14",
+        "growth of the backoff per try: the n-th sleep is backoff_factor^n x U(sleep_time, sleep_time + retry_jitter)",
+    ),
     ("max_tries", "5", "tries of the chain before giving up (1 or more)"),
     ("max_time", "600", "seconds a task may run; 0 = no limit"),
     ("halt_task", "halt.sh", "file in TASKDIR run to halt; empty: none"),
@@ -403,6 +411,7 @@ impl Config {
             }
         }
         v.reboot_codes(&runner.limits);
+        v.first_sleep(&runner.limits);
         let env = env_items(&ini);
         if let Some(section) = ini.section("env") {
             // Values never appear in messages (secrets live in [env]).
@@ -460,9 +469,18 @@ impl Config {
                 }
             }
         }
-        if sections.iter().any(|s| s.get("reboot_now_exit").is_some() || s.get("reboot_later_exit").is_some()) {
+        if !sections.is_empty() {
             let section = sections.first().map_or("", |s| s.name.as_str());
-            Validator { ini: &self.ini, section, diags, own_only: true }.reboot_codes(&limits);
+            let mut v = Validator { ini: &self.ini, section, diags, own_only: true };
+            if sections.iter().any(|s| s.get("reboot_now_exit").is_some() || s.get("reboot_later_exit").is_some()) {
+                v.reboot_codes(&limits);
+            }
+            if sections
+                .iter()
+                .any(|s| ["backoff_factor", "sleep_time", "retry_jitter"].iter().any(|k| s.get(k).is_some()))
+            {
+                v.first_sleep(&limits);
+            }
         }
         if let Origin::Config { section, loc } = &inputs.origin
             && run.value != RunMode::OnChange
@@ -594,6 +612,25 @@ impl<'a> Validator<'a> {
         }
     }
 
+    /// The first backoff sleep (`backoff_factor` x the longest U) must be
+    /// a number of seconds runner can sleep.
+    fn first_sleep(&mut self, limits: &Limits) {
+        let f = &limits.backoff_factor;
+        let longest = f.value * (limits.sleep_time.value.0 + limits.retry_jitter.value.0);
+        if let Origin::Config { loc, section } = &f.origin
+            && !(longest.is_finite() && longest <= MAX_SECS)
+        {
+            let written = self.ini.get(section, "backoff_factor").map_or(String::new(), |e| e.value.clone());
+            self.diags.error(
+                self.ini.at(*loc),
+                format!(
+                    "bad value for 'backoff_factor' in [{section}]: '{written}' (the first sleep would be \
+                     {longest:e} s, beyond the {MAX_SECS} s runner can sleep)"
+                ),
+            );
+        }
+    }
+
     /// `reboot_now_exit` and `reboot_later_exit` must differ.
     fn reboot_codes(&mut self, limits: &Limits) {
         let (now, later) = (&limits.reboot_now_exit, &limits.reboot_later_exit);
@@ -623,6 +660,12 @@ impl<'a> Validator<'a> {
         }
         if let Some(s) = self.secs("kill_grace") {
             limits.kill_grace = s;
+        }
+        if let Some(e) = self.entry("backoff_factor") {
+            match parse_decimal(&e.value) {
+                Some(f) if f >= 1.0 => limits.backoff_factor = self.val(e, f),
+                _ => self.bad(e, "expected a plain decimal of at least 1, e.g. 2 or 1.14"),
+            }
         }
         if let Some(e) = self.entry("max_tries") {
             match e.value.trim().parse::<u32>() {
@@ -655,13 +698,19 @@ impl<'a> Validator<'a> {
 /// Seconds as written in the config: a finite, non-negative decimal number,
 /// at most [`MAX_SECS`].
 pub fn parse_secs(text: &str) -> Option<Secs> {
+    let n = parse_decimal(text)?;
+    (n <= MAX_SECS).then_some(Secs(n))
+}
+
+/// A plain, finite, non-negative decimal: no "inf", "nan", exponents or
+/// signs.
+pub fn parse_decimal(text: &str) -> Option<f64> {
     let t = text.trim();
-    // Only plain decimals: no "inf", "nan", exponents or signs.
     if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
         return None;
     }
     let n: f64 = t.parse().ok()?;
-    (n.is_finite() && (0.0..=MAX_SECS).contains(&n)).then_some(Secs(n))
+    n.is_finite().then_some(n)
 }
 
 /// A size in bytes: a whole number with an optional binary suffix (`K`,

@@ -70,11 +70,11 @@ fn dry_run_prints_plan_with_origins_and_skips() {
     let out = ran.stdout();
     assert!(out.contains("   1. a  (name a)"), "{out}");
     assert!(out.contains("   2. b  (name b)"), "{out}");
-    assert!(out.contains("max_tries    3"), "{out}");
+    assert!(out.contains("max_tries      3"), "{out}");
     assert!(out.contains("[runner] ") && out.contains("runner.cfg:7"), "{out}");
     assert!(out.contains("conf.d/10.cfg:2"), "{out}");
-    assert!(out.contains("max_time     600                   default"), "{out}");
-    assert!(out.contains("run          once"), "{out}");
+    assert!(out.contains("max_time       600                   default"), "{out}");
+    assert!(out.contains("run            once"), "{out}");
     assert!(out.contains("halt.sh") && out.contains("halt task"), "{out}");
     assert!(out.contains(".hidden") && out.contains("ignored file name"), "{out}");
     assert!(out.contains("plain") && out.contains("not executable"), "{out}");

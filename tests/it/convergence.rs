@@ -238,15 +238,15 @@ fn forget_clears_a_fingerprint() {
 fn dry_run_explains_each_decision() {
     let t = chain("in/site.conf");
     let r = t.run_more_with(&["--dry-run"]);
-    r.stdout_has("decision     run: never succeeded");
-    r.stdout_has("inputs       in/site.conf");
+    r.stdout_has("decision       run: never succeeded");
+    r.stdout_has("inputs         in/site.conf");
     assert!(r.trace().is_empty(), "--dry-run ran a task");
     assert_eq!(ran(&t), ["a", "b"]);
     let r = t.run_more_with(&["--dry-run"]);
     r.stdout_has("skip: unchanged since 20");
     write(&t, "in/site.conf", "listen 81\n");
-    t.run_more_with(&["--dry-run"]).stdout_has("decision     run: inputs changed (in/site.conf)");
-    t.run_more_with(&["--dry-run", "--force", "a"]).stdout_has("decision     run: forced (--force)");
+    t.run_more_with(&["--dry-run"]).stdout_has("decision       run: inputs changed (in/site.conf)");
+    t.run_more_with(&["--dry-run", "--force", "a"]).stdout_has("decision       run: forced (--force)");
     let r = t.run_more_with(&["--dry-run", "--json"]);
     let plan: serde_json::Value = serde_json::from_str(&r.stdout()).expect("json");
     assert_eq!(plan["tasks"][0]["why"], "run: inputs changed (in/site.conf)");

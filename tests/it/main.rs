@@ -5,6 +5,7 @@
 mod harness;
 
 mod assets;
+mod backoff;
 mod check;
 mod cli;
 mod config;
