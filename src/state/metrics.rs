@@ -2,8 +2,10 @@
 //! node_exporter's textfile collector reads it. Rendered from the journal's
 //! run (never from `[env]`) and rewritten atomically — a temporary file in
 //! the same directory, mode 0644, renamed over the target, so a symlink
-//! there is replaced, never followed — after a task ends (at most once a
-//! second) and always when the run ends, halts or waits for a reboot.
+//! there is replaced, never followed — after every task end (once the file
+//! is over [`SMALL`], at most once a second, so that a chain of thousands of
+//! tasks does not rewrite megabytes after each) and always when the run
+//! ends, halts or waits for a reboot.
 //!
 //! A file that cannot be written is a warning (once a run), never a failed
 //! chain. The last success of each task outlives the run through the file
@@ -20,7 +22,9 @@ use super::journal::{State, Status};
 /// The results a task's `runner_task_last_result` has a series for.
 const RESULTS: [&str; 5] = ["OK", "RETRY", "HALT", "EXIT", "CANCELLED"];
 
-/// Rewrites after a task's end no more often than this.
+/// A file larger than this is rewritten after a task's end no more often
+/// than [`EVERY`].
+const SMALL: usize = 64 << 10;
 const EVERY: Duration = Duration::from_secs(1);
 
 pub struct Metrics {
@@ -28,6 +32,8 @@ pub struct Metrics {
     /// The chain label (the task directory).
     chain: String,
     last_write: Option<Instant>,
+    /// The size of the last file written.
+    last_len: usize,
     warned: bool,
     /// Unix time of each task's last `OK`.
     last_ok: BTreeMap<String, f64>,
@@ -52,17 +58,17 @@ impl Metrics {
                 }
             }
         }
-        Metrics { path, chain: chain.to_string(), last_write: None, warned: false, last_ok, tries: 0 }
+        Metrics { path, chain: chain.to_string(), last_write: None, last_len: 0, warned: false, last_ok, tries: 0 }
     }
 
-    /// A task ended (`ok`): the file is rewritten unless it was less than
-    /// a second ago.
+    /// A task ended (`ok`): the file is rewritten, unless it is large and
+    /// was rewritten less than a second ago.
     pub fn task_end(&mut self, state: &State, task: &str, ok: bool) {
         self.tries += 1;
         if ok {
             self.last_ok.insert(task.to_string(), super::timeline::secs(SystemTime::now()));
         }
-        if self.last_write.is_none_or(|t| t.elapsed() >= EVERY) {
+        if self.last_len < SMALL || self.last_write.is_none_or(|t| t.elapsed() >= EVERY) {
             self.write(state);
         }
     }
@@ -71,6 +77,7 @@ impl Metrics {
     pub fn write(&mut self, state: &State) {
         self.last_write = Some(Instant::now());
         let text = self.render(state, SystemTime::now());
+        self.last_len = text.len();
         if let Err(e) = replace(&self.path, text.as_bytes()) {
             if !self.warned {
                 crate::logging::warn(&format!(

@@ -178,3 +178,17 @@ fn plot_of_a_thousand_tasks_stays_small_and_readable() {
     assert!(height >= 1000.0 * 16.0, "{height}");
     assert!(svg.contains(">t0000<") && svg.contains(">t0999<"));
 }
+
+#[test]
+fn the_metrics_file_is_rewritten_after_each_task_end() {
+    // b waits (up to 10 s) until the file says a ended OK; else it stops
+    // the chain with exit 3.
+    let wait = r#"i=0
+while ! grep -q 'runner_task_last_result{.*task="a",result="OK"} 1' m.prom 2>/dev/null; do
+  i=$((i+1)); [ $i -gt 1000 ] && exit 3; sleep 0.01
+done
+grep -q 'runner_run_phase{.*phase="running"} 1' m.prom || exit 3"#;
+    let t = Test::new().traced("a", 0).task("b", wait);
+    let r = t.run_more_with(&["--metrics", "m.prom"]);
+    assert_eq!(r.code(), 0, "{}", r.describe());
+}
