@@ -374,6 +374,12 @@ impl Chain<'_> {
             return Some(None);
         }
         let taken = self.fingerprint(p);
+        if let Some(sig) = signals::cancelled() {
+            // A signal cut a cmd: input short: nothing runs (the try is
+            // recorded as cancelled).
+            logging::debug(&format!("{file}: fingerprint cut short by signal {sig}"));
+            return Some(Some(taken));
+        }
         for problem in &taken.problems {
             logging::warn(&format!("{file}: input {problem}; the task runs and its fingerprint is not recorded"));
         }

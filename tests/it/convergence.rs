@@ -283,3 +283,16 @@ fn bad_inputs_and_run_values_are_configuration_errors_with_their_line() {
         assert_eq!(r.code(), 78, "{cfg}\n{}", r.describe());
     }
 }
+
+#[test]
+fn a_signal_while_a_command_input_runs_stops_runner_and_the_command() {
+    let t = chain("cmd:echo $$ > cmd.pid; exec sleep 30");
+    let cfg = t.config_path().to_string_lossy().into_owned();
+    let dir = t.tasks_dir().to_string_lossy().into_owned();
+    let mut r = t.spawn_raw(&["-c", &cfg, "-n", "1", &dir], "");
+    let pid = pid_in(&t.path().join("cmd.pid"));
+    r.signal("TERM");
+    assert_eq!(r.wait(20), 143);
+    assert!(eventually(10, || !alive(pid)), "the cmd: input outlived runner");
+    assert!(std::fs::read_to_string(t.path().join("trace")).unwrap_or_default().is_empty(), "a task ran");
+}
