@@ -71,3 +71,78 @@ fn sigkill_at_random_instants_then_resume() {
     }
     assert!(finished_before_kill < 8, "most kills must land mid-run ({finished_before_kill} of 15 did not)");
 }
+
+/// A chain in which task 2 asks for a reboot the first time it runs.
+fn reboot_chain() -> Test {
+    let mut t = Test::new().config("[runner]\nmax_tries = 3\nreboot_now_exit = 35\nhalt_task =\n");
+    for i in 1..=4 {
+        let ask = if i == 2 {
+            "[ -e asked ] || { touch asked; echo \"end $RUNNER_TASK 35\" >> \"$TRACE\"; exit 35; }\n"
+        } else {
+            ""
+        };
+        t = t.task(
+            &format!("{i}-t"),
+            &format!(
+                "echo \"start $RUNNER_TASK\" >> \"$TRACE\"\nsleep 0.0$(( $$ % 5 + 1 ))\n{ask}echo \"end $RUNNER_TASK\" >> \"$TRACE\""
+            ),
+        );
+    }
+    let t = t
+        .task("reboot.sh", "echo reboot-task >> \"$TRACE\"\nsleep 0.0$(( $$ % 5 + 1 ))")
+        .file_mode("boot-id", "0\n", 0o644);
+    let id = t.path().join("boot-id");
+    t.env("RUNNER_BOOT_ID_FILE", id.as_os_str())
+}
+
+#[test]
+fn sigkill_around_a_reboot_then_resume_never_runs_the_next_task_in_the_same_boot() {
+    let seed =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(7);
+    let mut x = u64::from(seed) | 1;
+    for round in 0..10 {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let delay = x % 200;
+        let t = reboot_chain();
+        let cfg = t.config_path().to_string_lossy().into_owned();
+        let dir = t.tasks_dir().to_string_lossy().into_owned();
+        let mut r = t.spawn_raw(&["-c", &cfg, "-n", "1", "--resume", &dir], "");
+        std::thread::sleep(Duration::from_millis(delay));
+        r.signal("KILL");
+        r.wait(20);
+        let ctx = |what: &str| format!("seed {seed} round {round} delay {delay} ms: {what}");
+        let mut boots = 0;
+        loop {
+            let resumed = t.run_more_with(&["--resume"]);
+            match resumed.code() {
+                0 => break,
+                4 if boots < 6 => {
+                    // The machine reboots: a new boot id, noted in the trace.
+                    boots += 1;
+                    std::fs::write(t.path().join("boot-id"), format!("{boots}\n")).expect("boot id");
+                    let mut f = std::fs::OpenOptions::new().append(true).open(t.path().join("trace")).expect("trace");
+                    std::io::Write::write_all(&mut f, b"boot\n").expect("trace");
+                }
+                code => panic!("{}", ctx(&format!("exit {code}\n{}", resumed.describe()))),
+            }
+        }
+        let trace = std::fs::read_to_string(t.path().join("trace")).unwrap_or_default();
+        let lines: Vec<&str> = trace.lines().collect();
+        let first_3 = lines.iter().position(|l| *l == "start 3-t").unwrap_or_else(|| panic!("{}", ctx(&trace)));
+        // (A kill between 2-t's `touch asked` and its exit makes its rerun
+        // end 0 without asking: then there is no request to check.)
+        if let Some(asked) = lines.iter().position(|l| *l == "end 2-t 35") {
+            assert!(
+                lines[asked..first_3].contains(&"boot"),
+                "{}",
+                ctx(&format!("3-t started in the boot 2-t asked to leave\n{trace}"))
+            );
+        }
+        for task in 1..=4 {
+            let ended = lines.iter().any(|l| l.starts_with(&format!("end {task}-t")));
+            assert!(ended, "{}", ctx(&format!("{task}-t never ended\n{trace}")));
+        }
+    }
+}
