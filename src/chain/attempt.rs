@@ -247,7 +247,14 @@ impl Chain<'_> {
             return TaskEnd::Continue;
         }
         let after = self.fingerprint(p);
-        if after.fp.digest != before.fp.digest || !after.problems.is_empty() {
+        if let Some(problem) = after.problems.first() {
+            let msg =
+                format!("{file}: after it ran, input {problem}; fingerprint not recorded, it runs again next time");
+            logging::warn(&msg);
+            t.note(&msg);
+            return TaskEnd::Continue;
+        }
+        if after.fp.digest != before.fp.digest {
             let what = super::fingerprint::changed(&before.fp.parts, &after.fp.parts);
             let msg = format!(
                 "{file}: inputs changed while it ran ({what}); fingerprint not recorded, it runs again next time"

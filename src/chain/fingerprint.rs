@@ -331,6 +331,9 @@ fn hash_dir(dir: &Path) -> Result<String, String> {
     Ok(short(&h.finalize()))
 }
 
+/// How long a `cmd:` input's output may stay open after it exited.
+const DRAIN: Duration = Duration::from_secs(2);
+
 /// Runs `sh -c cmd` in the config's directory with the task's `[env]`,
 /// in its own process group; its standard output, or why it failed.
 fn run_command(cmd: &str, cx: &Context, limit: Option<Duration>) -> Result<Vec<u8>, String> {
@@ -348,14 +351,19 @@ fn run_command(cmd: &str, cx: &Context, limit: Option<Duration>) -> Result<Vec<u
         .spawn()
         .map_err(|e| format!("cannot start /bin/sh: {e}"))?;
     let group = child.id() as i32;
+    // Each stream is read to its end on a thread of its own, which hands
+    // the bytes over a channel: a process that left the group and still
+    // holds the pipe cannot keep runner waiting.
     let reader = |r: Option<Box<dyn Read + Send>>| {
+        let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let mut out = Vec::new();
             if let Some(mut r) = r {
                 let _ = r.read_to_end(&mut out);
             }
-            out
-        })
+            let _ = tx.send(out);
+        });
+        rx
     };
     let stdout = reader(child.stdout.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
     let stderr = reader(child.stderr.take().map(|r| Box::new(r) as Box<dyn Read + Send>));
@@ -375,8 +383,9 @@ fn run_command(cmd: &str, cx: &Context, limit: Option<Duration>) -> Result<Vec<u
     };
     // The group is gone with its leader only if nothing else holds it.
     os::kill_group(group, libc::SIGKILL);
-    let out = stdout.join().unwrap_or_default();
-    let err = stderr.join().unwrap_or_default();
+    let held = || "a process it started still holds its output".to_string();
+    let out = stdout.recv_timeout(DRAIN).map_err(|_| held())?;
+    let err = stderr.recv_timeout(DRAIN).unwrap_or_default();
     let status = status?;
     if status.success() {
         return Ok(out);
