@@ -493,8 +493,12 @@ impl Config {
                 ),
             );
         }
+        // What `-g SECTION.KEY` answers for the task's sections: their own
+        // keys over the `[DEFAULT]` fallbacks.
         let own_keys = if run.value == RunMode::OnChange {
-            sections.iter().rev().flat_map(|s| s.entries.iter().map(|e| (e.key.clone(), e.value.clone()))).collect()
+            let defaults = self.ini.defaults.entries.iter();
+            let own = sections.iter().rev().flat_map(|s| s.entries.iter());
+            defaults.chain(own).map(|e| (e.key.clone(), e.value.clone())).collect()
         } else {
             Vec::new()
         };

@@ -160,6 +160,10 @@ fn the_task_file_settings_and_own_section_are_inputs() {
     let t = t.config("[a]\nversion = 2\n");
     assert_eq!(ran(&t), ["a", "b"]);
     assert_eq!(ran(&t), ["b"]);
+    // A [DEFAULT] key, which -g answers for the task's section too.
+    let t = t.config("[DEFAULT]\nmirror = http://a.example/\n");
+    assert_eq!(ran(&t), ["a", "b"]);
+    assert_eq!(ran(&t), ["b"]);
     // An effective setting inherited from [runner].
     let t = t.config("[runner]\nmax_time = 30\n");
     let r = t.run_more_with(&["-v"]);
