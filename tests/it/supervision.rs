@@ -252,21 +252,25 @@ fn leaked_output_costs_no_thread_and_bounded_fds() {
 
 #[test]
 fn leaked_output_memory_stays_small() {
-    let t = Test::new().task("a", "(sleep 3; echo late) &\nexit 0").env("RUNNER_DRAIN_MS", "1");
-    let mut r = t.args(["-n", "1000"]).spawn();
+    // (The Test must outlive the run: it owns the temporary directory.)
+    let t = Test::new().task("a", "(sleep 3; echo late) &\nexit 0").env("RUNNER_DRAIN_MS", "1").args(["-n", "1000"]);
+    let mut r = t.spawn();
     let mut peak_kib = 0;
-    loop {
+    let code = loop {
         let pid = r.pid();
         if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status"))
             && let Some(kib) = status.lines().find_map(|l| l.strip_prefix("RssAnon:"))
         {
             peak_kib = peak_kib.max(kib.trim().trim_end_matches(" kB").trim().parse().unwrap_or(0));
         }
-        if let Ok(Some(_)) = r.child.try_wait() {
-            break;
+        if let Ok(Some(status)) = r.child.try_wait() {
+            break status.code();
         }
         std::thread::sleep(Duration::from_millis(20));
-    }
+    };
+    let err = std::fs::read_to_string(t.path().join("err")).unwrap_or_default();
+    assert_eq!(code, Some(0), "{}", err.lines().filter(|l| !l.contains("leaked")).collect::<Vec<_>>().join("\n"));
+    assert!(err.contains("1000 task(s) OK"), "the chain did not run its 1000 iterations");
     // Runner's own memory (anonymous pages), not the pages of its mapped
     // binary, which grow with the code and say nothing about leaks.
     assert!(peak_kib > 0 && peak_kib < 4 * 1024, "peak {peak_kib} KiB");
