@@ -157,13 +157,13 @@ impl Test {
 
     /// Starts runner in the background (stdout and stderr to files `out` and
     /// `err` in the temporary directory).
-    pub fn spawn(&self) -> Running {
+    pub fn spawn(&self) -> Running<'_> {
         self.spawn_command(self.command(), "")
     }
 
     /// Starts runner in the background with exactly `args` (stdout and
     /// stderr to files `out<tag>` and `err<tag>`).
-    pub fn spawn_raw(&self, args: &[&str], tag: &str) -> Running {
+    pub fn spawn_raw(&self, args: &[&str], tag: &str) -> Running<'_> {
         let base = self.command();
         let mut raw = Command::cargo_bin("runner").expect("binary");
         raw.args(args);
@@ -173,7 +173,7 @@ impl Test {
         self.spawn_command(raw, tag)
     }
 
-    fn spawn_command(&self, cmd: Command, tag: &str) -> Running {
+    fn spawn_command(&self, cmd: Command, tag: &str) -> Running<'_> {
         let mut std_cmd = std::process::Command::new(cmd.get_program());
         std_cmd.args(cmd.get_args()).current_dir(self.tmp.path());
         for (k, v) in cmd.get_envs() {
@@ -185,7 +185,7 @@ impl Test {
         let out = std::fs::File::create(self.tmp.path().join(format!("out{tag}"))).expect("out");
         let err = std::fs::File::create(self.tmp.path().join(format!("err{tag}"))).expect("err");
         let child = std_cmd.stdout(out).stderr(err).spawn().expect("spawn runner");
-        Running { child }
+        Running { child, _test: std::marker::PhantomData }
     }
 
     /// Runs runner, checks the stated expectations, and returns what it
@@ -267,11 +267,15 @@ pub fn remove_default_state(dir: &Path) {
     let _ = std::fs::remove_dir_all(state);
 }
 
-pub struct Running {
+/// A runner started in the background. It borrows its [`Test`], so a
+/// temporary `Test` (whose drop deletes the directory runner works in)
+/// cannot outlive the statement that spawned it: that is a compile error.
+pub struct Running<'t> {
     pub child: std::process::Child,
+    _test: std::marker::PhantomData<&'t Test>,
 }
 
-impl Running {
+impl Running<'_> {
     pub fn pid(&self) -> i32 {
         self.child.id() as i32
     }
@@ -297,7 +301,7 @@ impl Running {
     }
 }
 
-impl Drop for Running {
+impl Drop for Running<'_> {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();

@@ -148,6 +148,7 @@ fn a_reboot_task_killed_with_runner_runs_again_on_resume() {
     pid_in(&t.path().join("reboot.pid"));
     r.signal("KILL");
     r.wait(20);
+    drop(r);
     // The wait was recorded before the reboot task started.
     let st = t.run_more_with(&["--status"]);
     assert_eq!(st.code(), 4, "{}", st.describe());
