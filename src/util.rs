@@ -8,6 +8,16 @@ pub fn timestamp(t: SystemTime) -> String {
     humantime::format_rfc3339_millis(t).to_string()
 }
 
+/// The time a [`timestamp`] (or any RFC 3339 text) names.
+pub fn parse_timestamp(text: &str) -> Option<SystemTime> {
+    humantime::parse_rfc3339(text).ok()
+}
+
+/// Seconds since the Unix epoch (0 before it).
+pub fn unix_secs(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
+}
+
 /// Seconds rounded to milliseconds, for JSON.
 pub fn millis(d: Duration) -> f64 {
     (d.as_secs_f64() * 1000.0).round() / 1000.0

@@ -16,8 +16,9 @@ use crate::logging;
 use crate::process::{Job, LogSink, signals};
 use crate::settings::Planned;
 use crate::settings::config::{RetryFrom, RunMode};
-use crate::state::timeline::{Entry, secs};
+use crate::state::timeline::Entry;
 use crate::state::{Failure, TaskEnd, TaskRecord};
+use crate::util::unix_secs as secs;
 
 /// What one try needs besides the task: its key, log and environment.
 struct Try {
@@ -246,7 +247,7 @@ impl Chain<'_> {
             t.note(&format!("{file}: fingerprint not recorded: an input could not be read"));
             return TaskEnd::Continue;
         }
-        let after = self.fingerprint(p);
+        let after = super::fingerprint::take(p, self.opts);
         if let Some(problem) = after.problems.first() {
             let msg =
                 format!("{file}: after it ran, input {problem}; fingerprint not recorded, it runs again next time");

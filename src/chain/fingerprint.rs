@@ -18,8 +18,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::process::{os, signals};
-use crate::settings::Planned;
 use crate::settings::config::{Input, Limits};
+use crate::settings::{Planned, Settings};
 use crate::state::Fingerprint;
 
 /// A part whose input could not be read: the task runs and nothing is
@@ -40,17 +40,18 @@ pub struct Decision {
     pub why: String,
 }
 
-/// What the fingerprint of task `p` needs besides the task: the task's
-/// path, the environment `[env]` adds, and where relative paths and
-/// commands start.
-pub struct Context<'a> {
-    pub path: &'a Path,
-    pub env: &'a [(OsString, OsString)],
-    pub config_dir: &'a Path,
+/// What the fingerprint of a task needs besides the task: its path, the
+/// environment `[env]` adds, and where `cmd:` inputs start.
+struct Context<'a> {
+    path: &'a Path,
+    env: &'a [(OsString, OsString)],
+    config_dir: &'a Path,
 }
 
-/// Takes task `p`'s fingerprint now.
-pub fn take(p: &Planned, cx: &Context) -> Taken {
+/// Takes task `p`'s fingerprint now (the chain, and `--dry-run`).
+pub fn take(p: &Planned, opts: &Settings) -> Taken {
+    let path = p.task.path(&opts.task_dir);
+    let cx = &Context { path: &path, env: &opts.env, config_dir: opts.config_dir() };
     let mut t = Taking { parts: BTreeMap::new(), problems: Vec::new() };
     let c = &p.config;
     t.file("task file", cx.path);

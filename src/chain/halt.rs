@@ -84,8 +84,8 @@ impl Chain<'_> {
         self.timeline.add(&crate::state::timeline::Entry::Special {
             kind: label.into(),
             task: file.to_string_lossy().into_owned(),
-            start: crate::state::timeline::secs(started),
-            end: crate::state::timeline::secs(started + finished.exit.duration()),
+            start: crate::util::unix_secs(started),
+            end: crate::util::unix_secs(started + finished.exit.duration()),
             exit_code: finished.exit.code(),
         });
         if finished.exit.code() != Some(0) {

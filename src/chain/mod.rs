@@ -36,7 +36,7 @@ use crate::process::signals;
 use crate::settings::config::RunMode;
 use crate::settings::{Planned, Settings};
 use crate::state::metrics::Metrics;
-use crate::state::timeline::{self, Entry, Timeline};
+use crate::state::timeline::{Entry, Timeline};
 use crate::state::{Cursor, Journal, LogDir, Status};
 use events::{Events, fields};
 
@@ -112,7 +112,7 @@ pub fn run(
     chain.timeline.add(&Entry::Run {
         run_id: chain.cursor.run_id.clone(),
         task_dir: opts.task_dir.to_string_lossy().into_owned(),
-        at: timeline::secs(SystemTime::now()),
+        at: crate::util::unix_secs(SystemTime::now()),
         resumed,
     });
     let started = std::time::Instant::now();
@@ -132,7 +132,7 @@ pub fn run(
     if !waits && let Err(e) = chain.journal.finish(status, code) {
         logging::warn(&format!("{}: cannot record the end of the run: {e}", chain.journal.dir.path.display()));
     }
-    chain.timeline.add(&Entry::End { code, at: timeline::secs(SystemTime::now()) });
+    chain.timeline.add(&Entry::End { code, at: crate::util::unix_secs(SystemTime::now()) });
     if let Some(m) = chain.metrics.as_mut() {
         m.write(&chain.journal.state);
     }
@@ -373,7 +373,7 @@ impl Chain<'_> {
             }
             return Some(None);
         }
-        let taken = self.fingerprint(p);
+        let taken = fingerprint::take(p, self.opts);
         if let Some(sig) = signals::cancelled() {
             // A signal cut a cmd: input short: nothing runs (the try is
             // recorded as cancelled).
@@ -397,13 +397,6 @@ impl Chain<'_> {
         };
         logging::debug(&format!("{file}: {why}"));
         Some(Some(taken))
-    }
-
-    /// Task `p`'s fingerprint as it is now.
-    fn fingerprint(&self, p: &Planned) -> fingerprint::Taken {
-        let path = p.task.path(&self.opts.task_dir);
-        let cx = fingerprint::Context { path: &path, env: &self.opts.env, config_dir: self.opts.config_dir() };
-        fingerprint::take(p, &cx)
     }
 }
 

@@ -21,7 +21,8 @@ use super::events::fields;
 use crate::error::code;
 use crate::logging;
 use crate::process::signals;
-use crate::state::timeline::{Entry, secs};
+use crate::state::timeline::Entry;
+use crate::util::{parse_timestamp, unix_secs as secs};
 
 impl Chain<'_> {
     /// A task asked for a reboot: the event.
@@ -85,7 +86,7 @@ impl Chain<'_> {
         let then = w.boot_id.clone().unwrap_or_default();
         let now = self.journal.boot_id().to_string();
         if then != now {
-            let since = w.waiting_since.as_deref().and_then(parse_time).unwrap_or_else(SystemTime::now);
+            let since = w.waiting_since.as_deref().and_then(parse_timestamp).unwrap_or_else(SystemTime::now);
             let waited = SystemTime::now().duration_since(since).unwrap_or_default();
             self.save(|j| j.reboot_resumed(waited.as_millis().min(u64::MAX as u128) as u64));
             let (start, end) = (secs(since), secs(SystemTime::now()));
@@ -141,7 +142,7 @@ impl Chain<'_> {
         let runner = &self.opts.config.runner;
         let Some(limit) = runner.deadline else { return };
         let run = self.journal.state.run.as_ref();
-        let started = run.and_then(|r| parse_time(&r.started_at)).unwrap_or_else(SystemTime::now);
+        let started = run.and_then(|r| parse_timestamp(&r.started_at)).unwrap_or_else(SystemTime::now);
         let age = SystemTime::now().duration_since(started).unwrap_or_default();
         let waits = if runner.deadline_counts_reboots {
             Duration::ZERO
@@ -176,8 +177,4 @@ impl Chain<'_> {
         self.save(|j| j.halting(code::GAVE_UP, Some("deadline")));
         self.halt(self.cursor.iteration, "deadline", code::GAVE_UP)
     }
-}
-
-fn parse_time(text: &str) -> Option<SystemTime> {
-    humantime::parse_rfc3339(text).ok()
 }

@@ -178,9 +178,7 @@ fn plan<'a>(opts: &'a Settings, journal: &State, state_dir: &std::path::Path) ->
         let why = if forced {
             "run: forced (--force)".to_string()
         } else if mode == RunMode::OnChange {
-            let path = p.task.path(&opts.task_dir);
-            let cx = fingerprint::Context { path: &path, env: &opts.env, config_dir: opts.config_dir() };
-            let d = fingerprint::decide(&fingerprint::take(p, &cx), markers.on_change.get(file));
+            let d = fingerprint::decide(&fingerprint::take(p, opts), markers.on_change.get(file));
             if !d.run {
                 skipped.push(SkipPlan { file: file.into(), reason: d.why });
                 continue;

@@ -66,7 +66,7 @@ impl Metrics {
     pub fn task_end(&mut self, state: &State, task: &str, ok: bool) {
         self.tries += 1;
         if ok {
-            self.last_ok.insert(task.to_string(), super::timeline::secs(SystemTime::now()));
+            self.last_ok.insert(task.to_string(), crate::util::unix_secs(SystemTime::now()));
         }
         if self.last_len < SMALL || self.last_write.is_none_or(|t| t.elapsed() >= EVERY) {
             self.write(state);
@@ -99,7 +99,7 @@ impl Metrics {
             Status::Running => None,
             _ => parse(&run.updated_at),
         };
-        let now_s = super::timeline::secs(now);
+        let now_s = crate::util::unix_secs(now);
         let mut metric = |name: &str, kind: &str, help: &str, rows: &[(String, f64)]| {
             let _ = writeln!(out, "# HELP {name} {help}");
             let _ = writeln!(out, "# TYPE {name} {kind}");
@@ -219,7 +219,7 @@ fn number(v: f64) -> String {
 }
 
 fn parse(t: &str) -> Option<f64> {
-    humantime::parse_rfc3339(t).ok().map(super::timeline::secs)
+    crate::util::parse_timestamp(t).map(crate::util::unix_secs)
 }
 
 /// Writes `bytes` to a temporary file next to `path` (0644) and renames it

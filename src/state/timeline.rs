@@ -45,11 +45,6 @@ pub enum Entry {
     Truncated { at: f64 },
 }
 
-/// Unix seconds of a time.
-pub fn secs(t: SystemTime) -> f64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
-}
-
 /// The timeline being written.
 #[derive(Default)]
 pub struct Timeline {
@@ -91,7 +86,8 @@ impl Timeline {
         line.push(b'\n');
         let full = self.written + line.len() as u64 > MAX_BYTES;
         if full {
-            line = serde_json::to_vec(&Entry::Truncated { at: secs(SystemTime::now()) }).unwrap_or_default();
+            line = serde_json::to_vec(&Entry::Truncated { at: crate::util::unix_secs(SystemTime::now()) })
+                .unwrap_or_default();
             line.push(b'\n');
         }
         if file.write_all(&line).is_err() || full {
